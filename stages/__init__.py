@@ -1,0 +1,1 @@
+"""DVC stages of the Japanese text-classification pipeline (one module per stage)."""

@@ -1,0 +1,140 @@
+"""The offline default model: a small Japanese BERT built from the training texts.
+
+Same recipe as tohoku-nlp/bert-base-japanese-v3, scaled down: MeCab word segmentation (fugashi with
+the unidic-lite dictionary), a WordPiece vocabulary over those words, then masked-LM pretraining.
+The result is saved as a plain `BertJapaneseTokenizer` + `BertForMaskedLM`, so it loads with
+`AutoTokenizer.from_pretrained` / `AutoModel.from_pretrained` and no code of ours.
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+from transformers import BertConfig, BertForMaskedLM, BertJapaneseTokenizer, DataCollatorForLanguageModeling
+
+from stages.params import BuiltinModelParams
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+MECAB_KWARGS = {"mecab_dic": "unidic_lite"}
+
+
+def word_tokenizer():
+    """The word segmenter BertJapaneseTokenizer will use at inference, so the vocabulary matches it exactly."""
+    from transformers.models.bert_japanese.tokenization_bert_japanese import MecabTokenizer
+
+    return MecabTokenizer(do_lower_case=False, normalize_text=True, **MECAB_KWARGS)
+
+
+def segment(texts: Iterable[str]) -> list[list[str]]:
+    mecab = word_tokenizer()
+    return [mecab.tokenize(text) for text in texts]
+
+
+def train_wordpiece_vocab(words: Sequence[Sequence[str]], vocab_size: int) -> list[str]:
+    """WordPiece vocabulary (special tokens first) covering every character of `words`."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    alphabet = {ch for sentence in words for word in sentence for ch in word}
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    trainer = trainers.WordPieceTrainer(
+        # Each character needs a word-initial and a "##" form; never let the size cap drop characters.
+        vocab_size=max(vocab_size, 2 * len(alphabet) + len(SPECIAL_TOKENS)),
+        special_tokens=SPECIAL_TOKENS,
+        # The trainer's alphabet limit would silently turn rare kanji into [UNK]: keep every character.
+        limit_alphabet=len(alphabet) + 1,
+        initial_alphabet=sorted(alphabet),
+        continuing_subword_prefix="##",
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator((" ".join(sentence) for sentence in words), trainer=trainer)
+    vocab = tokenizer.get_vocab()
+    ordered = sorted(vocab, key=vocab.__getitem__)
+    # Word-initial forms of every character, so a character never becomes [UNK] at the start of a word.
+    missing = sorted(alphabet - set(ordered))
+    return ordered + missing
+
+
+def save_tokenizer(vocab: list[str], out_dir: Path, model_max_length: int) -> BertJapaneseTokenizer:
+    vocab_file = out_dir / "vocab.txt"
+    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertJapaneseTokenizer(
+        vocab_file=str(vocab_file),
+        do_lower_case=False,
+        word_tokenizer_type="mecab",
+        subword_tokenizer_type="wordpiece",
+        mecab_kwargs=dict(MECAB_KWARGS),
+        model_max_length=model_max_length,
+    )
+    tokenizer.save_pretrained(str(out_dir))
+    return tokenizer
+
+
+def build_model(size: BuiltinModelParams, vocab_size: int, tokenizer: BertJapaneseTokenizer) -> BertForMaskedLM:
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=size.hidden_size,
+        num_hidden_layers=size.num_hidden_layers,
+        num_attention_heads=size.num_attention_heads,
+        intermediate_size=size.intermediate_size,
+        max_position_embeddings=size.max_position_embeddings,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(size.seed)
+    return BertForMaskedLM(config)
+
+
+def autocast_context(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def pretrain_mlm(model: BertForMaskedLM, tokenizer: BertJapaneseTokenizer, texts: list[str], steps: int,
+                 size: BuiltinModelParams, max_length: int, autocast_dtype: torch.dtype | None = None) -> float:
+    """Masked-LM pretraining for `steps` steps; returns the mean loss of the last tenth of the steps."""
+    if steps == 0:
+        return float("nan")
+    encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=size.mlm_probability, seed=size.seed)
+    generator = torch.Generator().manual_seed(size.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=size.pretrain_learning_rate, weight_decay=0.01)
+    warmup = max(1, steps // 10)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (steps - step) / max(1, steps - warmup))))
+    model.train()
+    losses: list[float] = []
+    order: list[int] = []
+    device = next(model.parameters()).device
+    for _ in tqdm(range(steps), desc="pretrain builtin BERT (masked LM)", unit="step"):
+        if len(order) < size.pretrain_batch_size:
+            order += torch.randperm(len(encoded), generator=generator).tolist()
+        batch_ids, order = order[:size.pretrain_batch_size], order[size.pretrain_batch_size:]
+        batch = collator([{"input_ids": encoded[i]} for i in batch_ids])
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with autocast_context(device, autocast_dtype):
+            loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    model.eval()
+    tail = losses[-max(1, steps // 10):]
+    return sum(tail) / len(tail)
+
+
+def build_builtin(texts: list[str], out_dir: Path, size: BuiltinModelParams, steps: int,
+                  autocast_dtype: torch.dtype | None = None) -> dict:
+    """Build tokenizer + pretrained model into `out_dir`; returns facts for the summary."""
+    words = segment(tqdm(texts, desc="MeCab segmentation", unit="text", mininterval=2))
+    vocab = train_wordpiece_vocab(words, size.vocab_size)
+    tokenizer = save_tokenizer(vocab, out_dir, size.max_position_embeddings)
+    model = build_model(size, len(vocab), tokenizer)
+    loss = pretrain_mlm(model, tokenizer, texts, steps, size, size.max_position_embeddings, autocast_dtype)
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    return {"pretrain_final_loss": round(loss, 4), "pretrain_texts": len(texts)}

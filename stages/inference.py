@@ -1,0 +1,25 @@
+"""Class probabilities from a fine-tuned model over token-id sequences (evaluate and predict share it)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel
+
+from stages.batching import pad_batch, sorted_batches
+
+
+def predict_proba(model: PreTrainedModel, sequences: list[list[int]], batch_size: int, device: torch.device,
+                  dtype: torch.dtype | None = None, desc: str = "predict") -> np.ndarray:
+    """Softmax probabilities, shape (len(sequences), num_labels), rows in input order."""
+    model = model.to(device).eval()
+    probabilities = np.zeros((len(sequences), model.config.num_labels), dtype=np.float32)
+    pad_id = model.config.pad_token_id or 0
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype else torch.autocast(device.type, enabled=False)
+    with torch.inference_mode(), autocast, tqdm(total=len(sequences), desc=desc, unit="text", mininterval=2) as bar:
+        for rows in sorted_batches([len(s) for s in sequences], batch_size):
+            ids, mask = pad_batch([sequences[i] for i in rows], pad_id)
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+            probabilities[rows] = torch.softmax(logits, dim=-1).cpu().numpy()
+            bar.update(len(rows))
+    return probabilities

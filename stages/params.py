@@ -1,0 +1,213 @@
+"""Load and validate params.yaml once, at load time.
+
+Every knob of the pipeline is declared here with its type, default and a help text. Unknown keys
+(typos) and bad values become one-line `UserError`s that name the key and list what is allowed.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from stages.errors import UserError
+
+PARAMS_FILE = "params.yaml"
+BUILTIN_MODEL = "builtin"
+
+
+class Section(BaseModel):
+    # extra="forbid" turns a typo into an error instead of a silently ignored knob.
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class DataParams(Section):
+    train_csv: str = Field("data/sample/train.csv", description="Labelled CSV/TSV of training texts.")
+    test_csv: Optional[str] = Field(None, description="Optional held-out CSV/TSV (labelled or not).")
+    text_column: str = Field("text", description="Column holding the texts.")
+    label_column: str = Field("label", description="Column holding the labels.")
+    id_column: str = Field("id", description="Id column of an unlabelled test CSV (row number if absent).")
+    label_names: Optional[list[str]] = Field(
+        None, description="Class names in index order; default: the sorted distinct labels.")
+    encoding: str = Field("auto", description="'auto' (detect UTF-8/BOM/CP932) or a Python codec name.")
+    sep: str = Field("auto", description="Field separator; 'auto' = tab for .tsv/.tab, else comma.")
+    on_conflict: Literal["error", "drop", "keep"] = Field(
+        "error", description="Same text with different labels: stop, drop those rows, or keep them.")
+    on_empty_text: Literal["drop", "error"] = Field(
+        "drop", description="Empty or whitespace-only texts: drop them (counted) or stop.")
+
+    @field_validator("label_names")
+    @classmethod
+    def _distinct_names(cls, names: Optional[list[str]]) -> Optional[list[str]]:
+        if names is None:
+            return None
+        names = [str(n) for n in names]
+        if len(set(names)) != len(names):
+            raise ValueError(f"label names must be distinct, got {names}")
+        if len(names) < 2:
+            raise ValueError(f"need at least 2 label names, got {names}")
+        return names
+
+
+class SplitParams(Section):
+    valid_size: float = Field(0.2, description="Fraction of the train CSV held out for validation, in (0, 1).")
+    seed: int = Field(42, description="Seed of the stratified split.")
+
+    @field_validator("valid_size")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"must be a fraction strictly between 0 and 1, got {value}")
+        return value
+
+
+class BuiltinModelParams(Section):
+    vocab_size: int = Field(8000, ge=200, description="WordPiece vocabulary size (upper bound).")
+    hidden_size: int = Field(256, ge=8, description="Transformer width.")
+    num_hidden_layers: int = Field(4, ge=1, description="Transformer depth.")
+    num_attention_heads: int = Field(4, ge=1, description="Attention heads (must divide hidden_size).")
+    intermediate_size: int = Field(1024, ge=8, description="Feed-forward width.")
+    max_position_embeddings: int = Field(512, ge=16, description="Longest sequence the model accepts.")
+    pretrain_batch_size: int = Field(32, ge=1, description="Masked-LM pretraining batch size.")
+    pretrain_learning_rate: float = Field(1e-3, gt=0, description="Masked-LM pretraining peak LR.")
+    mlm_probability: float = Field(0.15, gt=0, lt=1, description="Share of tokens masked in pretraining.")
+    seed: int = Field(42, description="Seed of vocabulary/weight initialisation and pretraining.")
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> "BuiltinModelParams":
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"num_attention_heads ({self.num_attention_heads}) must divide hidden_size ({self.hidden_size})")
+        return self
+
+
+class ModelParams(Section):
+    name: str = Field(BUILTIN_MODEL, description="'builtin' (offline default), a hub id, or a local directory.")
+    revision: Optional[str] = Field(None, description="Hub revision (branch, tag or commit) for a hub id.")
+    trust_remote_code: bool = Field(False, description="Allow model code from the hub (off: security).")
+    pretrain_steps: int = Field(300, ge=0, description="Masked-LM steps for the builtin model.")
+    builtin: BuiltinModelParams = Field(default_factory=BuiltinModelParams)
+
+
+class TokenizeParams(Section):
+    max_length: int = Field(128, ge=8, description="Longer texts are truncated to this many tokens.")
+
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Device = Literal["auto", "cpu", "cuda"]
+
+
+class EmbedParams(Section):
+    pooling: Literal["cls", "mean", "pooler"] = Field("cls", description="Sentence vector from the encoder.")
+    normalize: bool = Field(False, description="L2-normalise the vectors.")
+    batch_size: int = Field(64, ge=1, description="Rows per forward pass.")
+    precision: Precision = Field("auto", description="auto: bf16 where the hardware supports it, else fp32.")
+    device: Device = Field("auto", description="auto: CUDA when present, else CPU.")
+
+
+def _scheduler_names() -> list[str]:
+    from transformers import SchedulerType
+
+    return [s.value for s in SchedulerType]
+
+
+class TrainParams(Section):
+    epochs: float = Field(3, gt=0, description="Training epochs.")
+    max_steps: int = Field(-1, description="If > 0, stop after this many optimizer steps (overrides epochs).")
+    learning_rate: float = Field(5e-5, gt=0, description="Peak learning rate.")
+    batch_size: int = Field(16, ge=1, description="Training batch size per device.")
+    eval_batch_size: int = Field(64, ge=1, description="Evaluation batch size per device.")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Batches per optimizer step.")
+    lr_scheduler_type: str = Field("linear", description="A transformers.SchedulerType value.")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps with linear warmup.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    seed: int = Field(42, description="Seed set before the classification head is created.")
+    precision: Precision = Field("auto", description="auto: bf16 where supported, fp16 on older GPUs, else fp32.")
+
+    @field_validator("lr_scheduler_type")
+    @classmethod
+    def _known_scheduler(cls, value: str) -> str:
+        allowed = _scheduler_names()
+        if value not in allowed:
+            raise ValueError(f"unknown scheduler {value!r}; allowed: {', '.join(allowed)}")
+        return value
+
+
+class EvaluateParams(Section):
+    positive_label: Optional[str] = Field(
+        None, description="Positive class of a binary task (ROC-AUC, AP); default: the second label name.")
+    probe_max_iter: int = Field(1000, ge=1, description="Iterations of the linear probe's logistic regression.")
+
+
+class PathParams(Section):
+    split: str = "data/split"
+    base_model: str = "data/base_model"
+    model_summary: str = "data/base_model.json"
+    tokenized: str = "data/tokenized"
+    tokenize_report: str = "data/tokenize_report.json"
+    embeddings: str = "data/embeddings"
+    model: str = "data/model"
+    train_dir: str = "data/train"
+    eval: str = "data/eval"
+
+
+class Params(Section):
+    data: DataParams = Field(default_factory=DataParams)
+    split: SplitParams = Field(default_factory=SplitParams)
+    model: ModelParams = Field(default_factory=ModelParams)
+    tokenize: TokenizeParams = Field(default_factory=TokenizeParams)
+    embed: EmbedParams = Field(default_factory=EmbedParams)
+    train: TrainParams = Field(default_factory=TrainParams)
+    evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
+    paths: PathParams = Field(default_factory=PathParams)
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    """Valid keys of the section that `loc` (without its last element) points to."""
+    model: Any = Params
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        if field is None:
+            return []
+        model = field.annotation
+    return list(model.model_fields) if hasattr(model, "model_fields") else []
+
+
+def _describe(error: dict, source: str) -> str:
+    loc = tuple(str(p) for p in error["loc"])
+    key = ".".join(loc)
+    if error["type"] == "extra_forbidden":
+        valid = _fields_at(loc)
+        close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
+        hint = f"did you mean '{'.'.join(loc[:-1] + (close[0],))}'?" if close else ""
+        section = ".".join(loc[:-1]) or "top level"
+        return (f"{source}: unknown key '{key}' {hint} "
+                f"(valid keys in {section}: {', '.join(valid)})")
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{source}: {key}: {message} (got {error.get('input')!r})"
+
+
+def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: expected a mapping of sections (data, split, model, ...), got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise UserError(_describe(err.errors()[0], source)) from None
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: params file not found; run from the project root (where dvc.yaml is)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}:{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    return parse_params(raw, str(path))

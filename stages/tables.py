@@ -1,0 +1,152 @@
+"""Reading users' CSV/TSV files: encodings, separators, columns, labels.
+
+Real files come from Excel (CP932, BOMs, CRLF), scrapes and annotation tools. Everything here either
+returns clean data plus one-line notes of what was done, or raises a `UserError` naming the file,
+column or row and what to do.
+"""
+from __future__ import annotations
+
+import io
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+
+from stages.errors import UserError
+
+# Tried in order when data.encoding is 'auto'. utf-8-sig also reads plain UTF-8 (the BOM is optional).
+AUTO_ENCODINGS = ("utf-8-sig", "cp932")
+
+
+@dataclass
+class Table:
+    frame: pd.DataFrame  # every cell a str; empty cells are ""
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+
+def decode_bytes(raw: bytes, source: str, encoding: str = "auto") -> tuple[str, str]:
+    """Return (text, encoding used). 'auto' tries UTF-8 (with or without BOM), then CP932, then a guess."""
+    if encoding != "auto":
+        try:
+            return raw.decode(encoding), encoding
+        except LookupError:
+            raise UserError(f"data.encoding: unknown codec {encoding!r}; use 'auto', 'utf-8', 'utf-8-sig' or 'cp932'") from None
+        except UnicodeDecodeError as err:
+            raise UserError(f"{source}: cannot decode byte offset {err.start} as {encoding} ({err.reason}); "
+                            f"set data.encoding to the file's encoding or 'auto'") from None
+    first_error: Optional[UnicodeDecodeError] = None
+    for candidate in AUTO_ENCODINGS:
+        try:
+            text = raw.decode(candidate)
+        except UnicodeDecodeError as err:
+            first_error = first_error or err
+            continue
+        if candidate == "utf-8-sig" and raw.startswith(b"\xef\xbb\xbf"):
+            return text, "utf-8 with BOM"
+        return text, "utf-8" if candidate == "utf-8-sig" else candidate
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(raw).best()
+    if best is not None and best.encoding:
+        return str(best), best.encoding
+    tried = ", ".join(AUTO_ENCODINGS) + ", charset-normalizer's guesses"
+    assert first_error is not None
+    raise UserError(f"{source}: cannot decode byte offset {first_error.start} in any of: {tried}; "
+                    f"re-save the file as UTF-8 or set data.encoding")
+
+
+def guess_sep(path: Path, sep: str) -> str:
+    if sep != "auto":
+        return {"\\t": "\t", "tab": "\t"}.get(sep, sep)
+    return "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
+
+
+def read_table(path: str | Path, encoding: str = "auto", sep: str = "auto", param: str = "data.train_csv") -> Table:
+    """Read a CSV/TSV into a frame of strings (no index, no NaN)."""
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        what = "is a directory" if path.is_dir() else "not found"
+        raise UserError(f"{source}: file {what}; set {param} in params.yaml to an existing CSV/TSV file")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise UserError(f"{source}: file is empty; it needs a header line and at least one row")
+    text, used = decode_bytes(raw, source, encoding)
+    notes = []
+    if used not in ("utf-8", encoding):
+        notes.append(f"{source}: decoded as {used}")
+    if "\r\n" in text:
+        notes.append(f"{source}: CRLF line endings")
+    delimiter = guess_sep(path, sep)
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False,
+                            na_filter=False, skip_blank_lines=True, engine="c")
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{source}: no columns found; the file needs a header line") from None
+    except pd.errors.ParserError as err:
+        raise UserError(f"{source}: not a valid {'TSV' if delimiter == chr(9) else 'CSV'} file ({str(err).strip()}); "
+                        f"check quoting or set data.sep") from None
+    frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
+    if frame.empty:
+        raise UserError(f"{source}: has a header but no data rows")
+    return Table(frame.reset_index(drop=True), source, notes)
+
+
+def require_column(table: Table, column: str, param: str) -> None:
+    if column not in table.frame.columns:
+        existing = ", ".join(repr(c) for c in table.frame.columns)
+        raise UserError(f"{table.source}: column {column!r} not found (set {param}); columns are: {existing}")
+
+
+def _row(index: int) -> int:
+    """1-based data row number as a user counts it in a spreadsheet below the header."""
+    return index + 1
+
+
+def _as_index(label: str) -> Optional[int]:
+    try:
+        number = float(label)
+    except ValueError:
+        return None
+    return int(number) if number.is_integer() else None
+
+
+def resolve_labels(labels: pd.Series, label_names: Optional[list[str]], source: str, column: str) -> tuple[pd.Series, list[str]]:
+    """Map raw label cells to class names. Returns (names per row, ordered class names)."""
+    labels = labels.astype(str).str.strip()
+    empty = labels.eq("")
+    if empty.any():
+        row = _row(int(empty.idxmax()))
+        raise UserError(f"{source}: empty label in column {column!r} on row {row} "
+                        f"({int(empty.sum())} empty in all); fill it in or remove the row")
+    distinct = sorted(labels.unique())
+    # Full-width / half-width (or other NFKC-equivalent) spellings of one label are a data error
+    # that a silent merge would hide.
+    by_form: dict[str, list[str]] = {}
+    for label in distinct:
+        by_form.setdefault(unicodedata.normalize("NFKC", label), []).append(label)
+    variants = [forms for forms in by_form.values() if len(forms) > 1]
+    if variants:
+        listed = "; ".join(" vs ".join(repr(f) for f in forms) for forms in variants)
+        raise UserError(f"{source}: column {column!r} has width/Unicode variants of the same label: {listed}; "
+                        f"make them identical in the file")
+    if label_names is None:
+        indices = [_as_index(label) for label in distinct]
+        if all(i is not None for i in indices):
+            distinct = [label for _, label in sorted(zip(indices, distinct))]
+        return labels, distinct
+    names = list(label_names)
+    known = set(names)
+    if all(label in known for label in distinct):
+        return labels, names
+    indices = {label: _as_index(label) for label in distinct}
+    if all(i is not None and 0 <= i < len(names) for i in indices.values()) and not (set(distinct) & known):
+        return labels.map(lambda label: names[indices[label]]), names
+    unknown = [label for label in distinct if label not in known]
+    bad = labels.isin(unknown)
+    row = _row(int(bad.idxmax()))
+    raise UserError(f"{source}: label {unknown[0]!r} on row {row} is not in data.label_names {names}; "
+                    f"add it to data.label_names or fix the row")
