@@ -1,0 +1,96 @@
+"""Shared test helpers: a tiny model configuration and temporary copies of the repo for real `dvc repro` runs."""
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+BIN = Path(sys.executable).parent
+
+# Small enough that a whole `dvc repro` takes well under a minute on 2 CPU cores.
+TINY = {
+    "model": {
+        "pretrain_steps": 30,
+        "builtin": {"vocab_size": 1000, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                    "intermediate_size": 128, "max_position_embeddings": 128, "pretrain_batch_size": 16},
+    },
+    "tokenize": {"max_length": 64},
+    "train": {"epochs": 4, "batch_size": 16, "learning_rate": 0.002, "warmup_ratio": 0.0},
+}
+
+
+def deep_update(base: dict, update: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_update(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def repo_files() -> list[str]:
+    """Tracked files plus untracked-but-not-ignored ones (so tests see uncommitted work too)."""
+    listing = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
+                             capture_output=True, text=True).stdout.split("\n")
+    return [name for name in listing if name and (REPO / name).is_file()]
+
+
+def env_with_venv() -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["HF_HUB_OFFLINE"] = "1"
+    env.setdefault("TQDM_DISABLE", "1")
+    return env
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, env=env_with_venv(), capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def write_params(repo: Path, overrides: dict) -> None:
+    params_file = repo / "params.yaml"
+    params = yaml.safe_load(params_file.read_text(encoding="utf-8"))
+    params_file.write_text(yaml.safe_dump(deep_update(params, overrides), allow_unicode=True, sort_keys=False),
+                           encoding="utf-8")
+
+
+def make_pipeline_repo(dest: Path, overrides: dict | None = None) -> Path:
+    """A git + DVC repo holding a copy of this project, with `overrides` applied to params.yaml and committed."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in repo_files():
+        if name == "dvc.lock":
+            continue  # a fresh run, not the committed one
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, target)
+    write_params(dest, deep_update(TINY, overrides or {}))
+    run(["git", "init", "-q"], dest)
+    run(["git", "config", "user.email", "test@example.com"], dest)
+    run(["git", "config", "user.name", "test"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-qm", "test repo"], dest)
+    return dest
+
+
+@pytest.fixture
+def pipeline_repo(tmp_path: Path) -> Path:
+    return make_pipeline_repo(tmp_path / "repo")
+
+
+def need_shared_data(name: str) -> Path:
+    path = SHARED_DATA / name / "data.csv"
+    if not path.is_file():
+        pytest.skip(f"{path} not present (../shared/data is only available in development and CI)")
+    return path
