@@ -37,25 +37,29 @@ def train_wordpiece_vocab(words: Sequence[Sequence[str]], vocab_size: int) -> li
     """WordPiece vocabulary (special tokens first) covering every character of `words`."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-    alphabet = {ch for sentence in words for word in sentence for ch in word}
+    alphabet = sorted({ch for sentence in words for word in sentence for ch in word})
+    # The trainer assigns ids to "##x" pieces in Rust HashMap order (random per process), and merge ties
+    # are broken by id, so the vocabulary would differ run to run. Declaring every "##x" up front as a
+    # special token fixes all ids before training, which makes the result deterministic.
+    continuation = [f"##{ch}" for ch in alphabet]
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     trainer = trainers.WordPieceTrainer(
         # Each character needs a word-initial and a "##" form; never let the size cap drop characters.
         vocab_size=max(vocab_size, 2 * len(alphabet) + len(SPECIAL_TOKENS)),
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=SPECIAL_TOKENS + continuation,
         # The trainer's alphabet limit would silently turn rare kanji into [UNK]: keep every character.
         limit_alphabet=len(alphabet) + 1,
-        initial_alphabet=sorted(alphabet),
+        initial_alphabet=alphabet,
         continuing_subword_prefix="##",
         show_progress=False,
     )
     tokenizer.train_from_iterator((" ".join(sentence) for sentence in words), trainer=trainer)
     vocab = tokenizer.get_vocab()
-    ordered = sorted(vocab, key=vocab.__getitem__)
-    # Word-initial forms of every character, so a character never becomes [UNK] at the start of a word.
-    missing = sorted(alphabet - set(ordered))
-    return ordered + missing
+    fixed = set(SPECIAL_TOKENS) | set(continuation) | set(alphabet)
+    learned = [token for token in sorted(vocab, key=vocab.__getitem__) if token not in fixed]
+    # Conventional BERT order: specials, characters, "##" characters, then merged pieces.
+    return SPECIAL_TOKENS + alphabet + continuation + learned
 
 
 def save_tokenizer(vocab: list[str], out_dir: Path, model_max_length: int) -> BertJapaneseTokenizer:
