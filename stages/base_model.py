@@ -20,6 +20,7 @@ from stages.params import BUILTIN_MODEL, ModelParams, load_params
 
 # Pickle-based weight formats are never copied or loaded: safetensors only.
 UNSAFE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".ckpt", ".h5", ".msgpack", ".onnx"}
+VOCAB_FILES = ("tokenizer.json", "vocab.txt", "vocab.json")
 HUB_PATTERNS = ["*.json", "*.txt", "*.safetensors", "*.model", "*.tiktoken", "*.py", "README.md"]
 
 
@@ -42,6 +43,10 @@ def check_model_dir(directory: Path, label: str, trust_remote_code: bool = False
         unsafe = sorted(p.name for p in directory.iterdir() if p.suffix in UNSAFE_SUFFIXES)
         hint = f" (found {', '.join(unsafe)}: convert them with save_pretrained(safe_serialization=True))" if unsafe else ""
         raise UserError(f"{label}: no *.safetensors weights{hint}; only safetensors are loaded")
+    # transformers 5 would quietly build an empty-vocabulary tokenizer from config.json alone.
+    if not any((directory / name).is_file() for name in VOCAB_FILES) and not any(directory.glob("*.model")):
+        raise UserError(f"{label}: tokenizer files missing (none of {', '.join(VOCAB_FILES)}, *.model); copy "
+                        f"tokenizer_config.json and the vocabulary file from the original model into it")
     try:
         AutoTokenizer.from_pretrained(str(directory), trust_remote_code=trust_remote_code)
     except (OSError, ValueError, TypeError) as err:

@@ -37,6 +37,8 @@ class DataParams(Section):
         "error", description="Same text with different labels: stop, drop those rows, or keep them.")
     on_empty_text: Literal["drop", "error"] = Field(
         "drop", description="Empty or whitespace-only texts: drop them (counted) or stop.")
+    on_rare_class: Literal["error", "drop"] = Field(
+        "error", description="A class with fewer than 2 rows cannot be split stratified: stop, or drop its rows.")
 
     @field_validator("label_names")
     @classmethod

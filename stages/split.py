@@ -71,15 +71,25 @@ def load_labelled(table: Table, data: DataParams, label_names: Optional[list[str
     return clean, names, notes
 
 
+MIN_ROWS_PER_CLASS = 2
+
+
+def drop_rare_classes(frame: pd.DataFrame, on_rare: str, source: str) -> tuple[pd.DataFrame, list[str]]:
+    counts = frame["label"].value_counts()
+    rare = counts[counts < MIN_ROWS_PER_CLASS]
+    if not len(rare):
+        return frame, []
+    listed = ", ".join(f"{label!r} ({int(count)} row)" for label, count in rare.items())
+    if on_rare == "error":
+        raise UserError(f"{source}: class {listed} has fewer than {MIN_ROWS_PER_CLASS} rows, too few for a "
+                        f"stratified split; add rows for it, or set data.on_rare_class: drop to leave it out")
+    return frame[~frame["label"].isin(rare.index)], [f"{source}: dropped rare class {listed} (data.on_rare_class: drop)"]
+
+
 def check_splittable(counts: pd.Series, valid_size: float, source: str) -> None:
     if len(counts) < 2:
         raise UserError(f"{source}: only one class ({counts.index[0]!r}) after cleaning; "
                         f"a classifier needs at least 2 classes in data.label_column")
-    small = counts[counts < 2]
-    if len(small):
-        label, count = small.index[0], int(small.iloc[0])
-        raise UserError(f"{source}: class {label!r} has only {count} row; a stratified split needs at least 2 rows "
-                        f"per class: add rows for it, or remove it from the file (and from data.label_names)")
     total = int(counts.sum())
     n_valid = math.ceil(total * valid_size)
     if n_valid < len(counts):
@@ -178,6 +188,10 @@ def make_splits(data: DataParams, split: SplitParams) -> tuple[datasets.DatasetD
     frame, names, notes = load_labelled(table, data, data.label_names, "data.train_csv")
     frame, more = drop_duplicates(frame, data.on_conflict, table.source)
     notes += more
+    frame, more = drop_rare_classes(frame, data.on_rare_class, table.source)
+    notes += more
+    if data.label_names is None:  # classes named by the data: a dropped class is no class
+        names = [name for name in names if name in set(frame["label"])]
     train, valid = stratified_split(frame, split.valid_size, split.seed, table.source)
     parts = {"train": train, "valid": valid}
     splits = {"train": to_dataset(train, names), "valid": to_dataset(valid, names)}
@@ -190,9 +204,22 @@ def make_splits(data: DataParams, split: SplitParams) -> tuple[datasets.DatasetD
     return datasets.DatasetDict(splits), summary, notes
 
 
+def test_csv_tracked(dvc_yaml: Path = Path("dvc.yaml")) -> bool:
+    """Whether dvc.yaml lists the test CSV as a dep of split (DVC cannot make that dep conditional)."""
+    import yaml
+
+    if not dvc_yaml.is_file():
+        return True
+    stages = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8")).get("stages", {})
+    return any("test_csv" in str(dep) for dep in stages.get("split", {}).get("deps", []))
+
+
 @stage_entry
 def main() -> None:
     params = load_params()
+    if params.data.test_csv and not test_csv_tracked():
+        print("warning: data.test_csv is set but not a dep of the split stage in dvc.yaml, so edits to that file "
+              "will not rerun the pipeline; uncomment its line under split.deps")
     dataset_dict, summary, notes = make_splits(params.data, params.split)
     for note in notes:
         print(f"note: {note}")

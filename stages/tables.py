@@ -18,6 +18,10 @@ from stages.errors import UserError
 
 # Tried in order when data.encoding is 'auto'. utf-8-sig also reads plain UTF-8 (the BOM is optional).
 AUTO_ENCODINGS = ("utf-8-sig", "cp932")
+# charset-normalizer's guess is accepted only if it is an encoding Japanese files really come in;
+# anything else (cp1252, koi8, ...) would "decode" garbage into a silently wrong run.
+JAPANESE_GUESSES = {"euc_jp", "euc_jis_2004", "euc_jisx0213", "iso2022_jp", "iso2022_jp_2", "shift_jis",
+                    "shift_jis_2004", "shift_jisx0213", "cp932", "utf_16", "utf_32"}
 
 
 @dataclass
@@ -37,6 +41,11 @@ def decode_bytes(raw: bytes, source: str, encoding: str = "auto") -> tuple[str, 
         except UnicodeDecodeError as err:
             raise UserError(f"{source}: cannot decode byte offset {err.start} as {encoding} ({err.reason}); "
                             f"set data.encoding to the file's encoding or 'auto'") from None
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode text" export is UTF-16 with a BOM
+        try:
+            return raw.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError:
+            pass
     first_error: Optional[UnicodeDecodeError] = None
     for candidate in AUTO_ENCODINGS:
         try:
@@ -49,10 +58,10 @@ def decode_bytes(raw: bytes, source: str, encoding: str = "auto") -> tuple[str, 
         return text, "utf-8" if candidate == "utf-8-sig" else candidate
     from charset_normalizer import from_bytes
 
-    best = from_bytes(raw).best()
-    if best is not None and best.encoding:
+    best = from_bytes(raw, cp_isolation=sorted(JAPANESE_GUESSES)).best()
+    if best is not None and best.encoding in JAPANESE_GUESSES:
         return str(best), best.encoding
-    tried = ", ".join(AUTO_ENCODINGS) + ", charset-normalizer's guesses"
+    tried = ", ".join(AUTO_ENCODINGS) + ", and charset-normalizer's Japanese candidates (EUC-JP, ISO-2022-JP, UTF-16)"
     assert first_error is not None
     raise UserError(f"{source}: cannot decode byte offset {first_error.start} in any of: {tried}; "
                     f"re-save the file as UTF-8 or set data.encoding")
