@@ -1,0 +1,66 @@
+"""The builtin Japanese BERT (vocabulary, tokenizer, model) and the tokenize stage's functions."""
+from __future__ import annotations
+
+import datasets
+import pytest
+import torch
+from transformers import AutoModel, AutoTokenizer, BertJapaneseTokenizer
+
+from stages.builtin_bert import build_builtin, segment, train_wordpiece_vocab
+from stages.params import BuiltinModelParams
+from stages.tokenize import tokenize_all
+
+TEXTS = ["吾輩は猫である。名前はまだ無い。", "どこで生れたかとんと見当がつかぬ。", "薔薇と檸檬と鬱金香の話。",
+         "何でも薄暗いじめじめした所でニャーニャー泣いていた事だけは記憶している。"] * 5
+TINY = BuiltinModelParams(vocab_size=300, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=32, max_position_embeddings=64, pretrain_batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def builtin_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("builtin")
+    facts = build_builtin(TEXTS, out, TINY, steps=3)
+    assert facts["pretrain_texts"] == len(TEXTS)
+    return out
+
+
+def test_segmentation_is_unidic_mecab():
+    assert segment(["吾輩は猫である"]) == [["吾輩", "は", "猫", "で", "ある"]]
+
+
+def test_vocabulary_covers_every_character_and_is_deterministic():
+    words = segment(TEXTS)
+    first = train_wordpiece_vocab(words, 50)  # far below the alphabet: characters must still all be kept
+    assert first == train_wordpiece_vocab(words, 50)
+    characters = {ch for sentence in words for word in sentence for ch in word}
+    assert characters <= set(first) and {f"##{ch}" for ch in characters} <= set(first)
+    assert first[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def test_saved_model_loads_with_plain_auto_classes(builtin_dir):
+    tokenizer = AutoTokenizer.from_pretrained(builtin_dir)
+    assert isinstance(tokenizer, BertJapaneseTokenizer)
+    assert tokenizer.word_tokenizer_type == "mecab" and tokenizer.subword_tokenizer_type == "wordpiece"
+    assert tokenizer.mecab_kwargs == {"mecab_dic": "unidic_lite"}
+    ids = tokenizer(TEXTS[2])["input_ids"]
+    assert tokenizer.unk_token_id not in ids  # rare kanji (薔薇, 檸檬, 鬱金香) are in the vocabulary
+    model = AutoModel.from_pretrained(builtin_dir)
+    assert model.config.hidden_size == 16
+    with torch.no_grad():
+        hidden = model(**tokenizer(TEXTS[:2], padding=True, return_tensors="pt")).last_hidden_state
+    assert hidden.shape[:2] == (2, max(len(tokenizer(t)["input_ids"]) for t in TEXTS[:2]))
+    assert {p.name for p in builtin_dir.iterdir()} >= {"model.safetensors", "vocab.txt", "config.json"}
+    assert not list(builtin_dir.glob("*.bin"))
+
+
+def test_tokenize_truncates_and_reports(builtin_dir):
+    tokenizer = AutoTokenizer.from_pretrained(builtin_dir)
+    dataset_dict = datasets.DatasetDict({"train": datasets.Dataset.from_dict(
+        {"text": TEXTS + ["未知の字：龘"], "label": [0] * (len(TEXTS) + 1)})})
+    tokenized, report = tokenize_all(dataset_dict, tokenizer, max_length=12)
+    lengths = tokenized["train"]["length"]
+    assert max(lengths) == 12 and min(lengths) < 12  # truncated, and not padded on disk
+    assert [len(ids) for ids in tokenized["train"]["input_ids"]] == lengths
+    assert report["train"]["truncated"] == sum(len(tokenizer(t)["input_ids"]) > 12 for t in dataset_dict["train"]["text"])
+    assert report["train"]["unk_rate"] > 0  # 龘 never occurred in the training texts
+    assert "text" not in tokenized["train"].column_names
