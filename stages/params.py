@@ -143,6 +143,13 @@ class EvaluateParams(Section):
     probe_max_iter: int = Field(1000, ge=1, description="Iterations of the linear probe's logistic regression.")
 
 
+class PackageParams(Section):
+    intended_use: Optional[str] = Field(
+        None, description="'Intended use' text of the model card (data/release/README.md); null = a generic text.")
+    limitations: Optional[str] = Field(
+        None, description="'Limitations' text of the model card; null = a generic text.")
+
+
 class PathParams(Section):
     split: str = "data/split"
     base_model: str = "data/base_model"
@@ -153,6 +160,8 @@ class PathParams(Section):
     model: str = "data/model"
     train_dir: str = "data/train"
     eval: str = "data/eval"
+    submission: str = "data/submission.csv"
+    release: str = "data/release"
 
 
 class Params(Section):
@@ -163,6 +172,7 @@ class Params(Section):
     embed: EmbedParams = Field(default_factory=EmbedParams)
     train: TrainParams = Field(default_factory=TrainParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
+    package: PackageParams = Field(default_factory=PackageParams)
     paths: PathParams = Field(default_factory=PathParams)
 
 
