@@ -212,3 +212,39 @@ def test_output_is_a_npy_memmap_in_row_order(model_dir, tmp_path):
     embed_table(encoder, TokenTable.from_lists(sequences), out, b"test")
     del out
     np.testing.assert_allclose(np.load(tmp_path / "v.npy"), reference(model_dir, sequences, "cls"), atol=2e-5, rtol=1e-4)
+
+
+def test_dvc_repro_after_appending_rows_embeds_only_new_texts(tmp_path):
+    """The user's workflow: a fixed base model (local dir), append 1% rows to the CSV, `dvc repro embed`."""
+    import re
+
+    import pandas as pd
+    from transformers import BertJapaneseTokenizer
+
+    from stages.builtin_bert import save_tokenizer, segment, train_wordpiece_vocab
+    from tests.conftest import REPO, make_pipeline_repo, run
+
+    csv = pd.read_csv(REPO / "data" / "sample" / "train.csv")
+    model_dir = tmp_path / "local_model"
+    model_dir.mkdir()
+    tokenizer: BertJapaneseTokenizer = save_tokenizer(train_wordpiece_vocab(segment(csv["text"]), 500), model_dir, 64)
+    torch.manual_seed(0)
+    BertModel(BertConfig(**{**TINY_CONFIG, "vocab_size": len(tokenizer)})).save_pretrained(str(model_dir))
+    repo = make_pipeline_repo(tmp_path / "repo", {"model": {"name": str(model_dir)},
+                                                  "embed": {"precision": "fp32", "cache_dir": str(tmp_path / "cache")}})
+
+    def embedded(stdout: str) -> int:
+        return sum(int(n) for n in re.findall(r"(\d+) texts embedded", stdout))
+
+    first = run(["dvc", "repro", "embed"], repo)
+    assert embedded(first.stdout) == len(csv)
+    count = len(csv) // 100  # 1% new texts, made of known words so that they tokenize to new id sequences
+    new_rows = pd.DataFrame({"text": [csv["text"][i] + csv["text"][i + 1] for i in range(count)],
+                             "label": csv["label"][:count].tolist()})
+    pd.concat([csv, new_rows]).to_csv(repo / "data" / "sample" / "train.csv", index=False)
+    second = run(["dvc", "repro", "embed"], repo)
+    assert embedded(second.stdout) == len(new_rows)
+    incremental = {name: (repo / "data" / "embeddings" / f"{name}.npy").read_bytes() for name in ("train", "valid")}
+    run(["python", "-m", "stages.embed", "--no-cache"], repo)
+    for name, data in incremental.items():
+        assert (repo / "data" / "embeddings" / f"{name}.npy").read_bytes() == data
