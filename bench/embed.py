@@ -227,10 +227,15 @@ def bench_rss_100k(args: argparse.Namespace, device: str, workdir: Path) -> None
     params = EmbedParams(precision="auto", device=device, cache=True, cache_dir=str(workdir / "cache"))
     torch_device = resolve_device(device)
     before_model = rss_bytes()
-    encoder = Encoder(load_encoder(str(MODEL_DIR), params.pooling, torch_device), params, torch_device,
-                      resolve_precision(params.precision, torch_device))
+    model = load_encoder(str(MODEL_DIR), params.pooling, torch_device)
+    if args.rss_layers < model.config.num_hidden_layers:
+        # Same width, so the same activation memory per token; fewer layers only make the run shorter.
+        model.encoder.layer = model.encoder.layer[:args.rss_layers]
+        model.config.num_hidden_layers = args.rss_layers
+    encoder = Encoder(model, params, torch_device, resolve_precision(params.precision, torch_device))
     model_rss = rss_bytes()
-    print(f"\n== RSS: {count} synthetic texts (6-16 tokens), precision auto, cache on, device {device}", flush=True)
+    print(f"\n== RSS: {count} synthetic texts (6-16 tokens), {model.config.num_hidden_layers} layers, precision auto, "
+          f"cache on, device {device}", flush=True)
     space = cache_namespace(str(MODEL_DIR), encoder, 512)
     cache = VectorCache(workdir / "cache" / CACHE_FILE, encoder.dim, params.cache_max_mb << 20)
     with PeakMemory("cpu") as memory:
@@ -255,7 +260,10 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     parser.add_argument("--rss-100k", action="store_true", help="also measure peak RSS over 100,000 synthetic texts")
-    parser.add_argument("--rss-texts", type=int, default=100_000, help=argparse.SUPPRESS)
+    parser.add_argument("--rss-texts", type=int, default=100_000, help="texts of the RSS measurement (default 100,000)")
+    parser.add_argument("--rss-layers", type=int, default=12,
+                        help="layers kept for the RSS measurement (same width and activation memory; fewer = faster)")
+    parser.add_argument("--skip-sets", action="store_true", help="only the RSS measurement")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -267,7 +275,7 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(str(MODEL_DIR))
     print(f"model: {MODEL_DIR} (BERT-base shape, random weights); torch {torch.__version__}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.sets:
+        for name in ([] if args.skip_sets else args.sets):
             bench_set(name, args, tokenizer, args.device, Path(tmp))
         if args.rss_100k:
             bench_rss_100k(args, args.device, Path(tmp))
