@@ -37,3 +37,24 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Te
         ids[row, :len(seq)] = seq
         mask[row, :len(seq)] = 1
     return torch.from_numpy(ids), torch.from_numpy(mask)
+
+
+def packed_batches(lengths: Sequence[int], max_tokens: int, max_rows: int) -> Iterator[np.ndarray]:
+    """Row indices per batch for packed (unpadded) encoding, longest first.
+
+    A batch holds at most `max_rows` rows whose lengths sum to at most `max_tokens` (a single longer
+    row gets a batch of its own). Rows of a batch are sorted by length, longest first.
+    """
+    lengths = np.asarray(lengths)
+    order = np.argsort(-lengths, kind="stable")
+    batch: list[int] = []
+    tokens = 0
+    for row in order:
+        length = int(lengths[row])
+        if batch and (tokens + length > max_tokens or len(batch) >= max_rows):
+            yield np.asarray(batch)
+            batch, tokens = [], 0
+        batch.append(int(row))
+        tokens += length
+    if batch:
+        yield np.asarray(batch)

@@ -104,9 +104,16 @@ Device = Literal["auto", "cpu", "cuda"]
 class EmbedParams(Section):
     pooling: Literal["cls", "mean", "pooler"] = Field("cls", description="Sentence vector from the encoder.")
     normalize: bool = Field(False, description="L2-normalise the vectors.")
-    batch_size: int = Field(64, ge=1, description="Rows per forward pass.")
+    batch_size: int = Field(256, ge=1, description="At most this many rows (texts) per forward pass.")
+    max_tokens: int = Field(
+        2048, ge=64, description="At most this many tokens per forward pass; for BERT models also the fixed "
+        "row block of every matrix multiply (what makes a text's vector independent of its batch).")
     precision: Precision = Field("auto", description="auto: bf16 where the hardware supports it, else fp32.")
     device: Device = Field("auto", description="auto: CUDA when present, else CPU.")
+    cache: bool = Field(True, description="Reuse vectors of texts embedded before (per-text cache); "
+                        "`python -m stages.embed --no-cache` turns it off for one run.")
+    cache_dir: str = Field(".cache/embed", description="Directory of the vector cache (outside DVC outputs, git-ignored).")
+    cache_max_mb: int = Field(2048, ge=1, description="Size bound of the vector cache; least recently used vectors go first.")
 
 
 def _scheduler_names() -> list[str]:
