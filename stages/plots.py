@@ -17,23 +17,30 @@ from matplotlib import font_manager  # noqa: E402
 
 from stages.outputs import atomic_file  # noqa: E402
 
-# Class names may be Japanese: use a CJK font when one is installed, DejaVu Sans otherwise.
-CJK_FONTS = ("Noto Sans CJK JP", "Noto Sans JP", "IPAexGothic", "IPAGothic", "TakaoGothic", "VL Gothic", "Hiragino Sans")
+# Class names may be Japanese: DejaVu Sans for Latin text, falling back to a CJK font for the rest.
+# matplotlib-fontja bundles IPAexGothic so figures render the same on machines without CJK fonts.
+CJK_FONTS = ("IPAexGothic", "Noto Sans CJK JP", "Noto Sans JP", "IPAGothic", "TakaoGothic", "Hiragino Sans")
 DPI = 100
 
 
 def _configure_fonts() -> None:
+    try:
+        from matplotlib_fontja import get_font_ttf_path
+
+        font_manager.fontManager.addfont(get_font_ttf_path())
+    except ImportError:  # optional: without it Japanese class names may render as boxes
+        pass
     installed = {font.name for font in font_manager.fontManager.ttflist}
     plt.rcParams["font.family"] = ["DejaVu Sans", *[name for name in CJK_FONTS if name in installed]]
-    # Without a CJK font a Japanese class name renders as boxes; the figure is still valid.
-    warnings.filterwarnings("ignore", message="Glyph .* missing from font")
 
 
 _configure_fonts()
 
 
 def save_png(figure, path: str | Path) -> None:
-    with atomic_file(path) as tmp:
+    with atomic_file(path) as tmp, warnings.catch_warnings():
+        # Only without any CJK font: Japanese text renders as boxes, the figure is still valid.
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
         figure.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None}, bbox_inches="tight")
     plt.close(figure)
 
