@@ -28,6 +28,7 @@ from stages.errors import UserError, stage_entry
 from stages.metrics import classification_scores
 from stages.outputs import write_json
 from stages.params import BaselinesParams, load_params
+from stages.scoring import rounded
 
 # Keys kept per baseline: enough to compare with the model without flooding `dvc exp show`.
 COMPARED = ("accuracy", "macro_f1", "weighted_f1")
@@ -158,15 +159,6 @@ def run_baselines(split: datasets.DatasetDict, embeddings_dir: str | Path, param
         "tfidf": tfidf_baseline(split["train"]["text"], train_labels, text_sets, n_classes, params.tfidf.word_ngram_max,
                                 params.tfidf.char_ngram_max, params.tfidf.c, params.tfidf.max_iter, params.seed),
     }
-
-
-def rounded(value, digits: int = 6):
-    """Round floats so metrics files are stable and readable in `dvc metrics show`."""
-    if isinstance(value, dict):
-        return {k: rounded(v, digits) for k, v in value.items()}
-    if isinstance(value, float):
-        return round(value, digits)
-    return value
 
 
 @stage_entry

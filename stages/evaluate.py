@@ -27,17 +27,8 @@ from stages.inference import predict_proba
 from stages.metrics import classification_scores, per_class_scores
 from stages.outputs import atomic_dir, atomic_file, write_json, write_text
 from stages.params import EvaluateParams, Params, load_params
-from stages.scoring import (class_ranking, curve_classes, curve_frames, expected_calibration_error, positive_index, ranking_scores,
-                            reliability_table, safe_filename)
-
-
-def rounded(value, digits: int = 6):
-    """Round floats so metrics files are stable and readable in `dvc metrics show`."""
-    if isinstance(value, dict):
-        return {k: rounded(v, digits) for k, v in value.items()}
-    if isinstance(value, float):
-        return round(value, digits)
-    return value
+from stages.scoring import (class_ranking, curve_classes, curve_frames, expected_calibration_error, positive_index,
+                            ranking_scores, reliability_table, rounded, safe_filename)
 
 
 def split_metrics(gold: np.ndarray, probabilities: np.ndarray, names: list[str], positive: int = 1,

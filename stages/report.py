@@ -59,7 +59,9 @@ def verdict(metrics: dict, split: str) -> str:
     if "tfidf" not in metrics or split not in metrics["tfidf"]:
         return ""
     gap = metrics[split]["macro_f1"] - metrics["tfidf"][split]["macro_f1"]
-    if gap >= 0:
+    if abs(gap) < 5e-5:
+        return f"The fine-tuned model ties with the TF-IDF baseline on {split} (macro-F1 {metrics[split]['macro_f1']:.4f})."
+    if gap > 0:
         return f"The fine-tuned model is **{gap:+.4f}** macro-F1 above the TF-IDF baseline on {split}."
     return f"The fine-tuned model is **{gap:+.4f}** macro-F1 below the TF-IDF baseline on {split}: it does not yet beat a classical model."
 

@@ -10,6 +10,15 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 from stages.errors import UserError
 
 
+def rounded(value, digits: int = 6):
+    """Round floats (also inside dicts) so metrics files are stable and readable in `dvc metrics show`."""
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, float):
+        return round(value, digits)
+    return value
+
+
 def positive_index(names: list[str], positive_label: str | None) -> int:
     """Index of the positive class of a binary task: the param, or the second label name."""
     if positive_label is None:
