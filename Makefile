@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_INDEX ?=
 TORCH_PIN := torch==2.13.0
 
-.PHONY: setup repro test bench clean
+.PHONY: setup repro test bench results clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ bench: setup
 	$(BIN)/python -m pip install -q -e ".[bench]"
 	$(BIN)/python bench/embed.py
 	$(BIN)/python bench/train.py
+
+# README "Results": the default pipeline on the three datasets in ../shared/data (several minutes on CPU).
+results: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/results.py
 
 clean:
 	rm -rf $(VENV)

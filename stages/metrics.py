@@ -6,11 +6,11 @@ from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from transformers import EvalPrediction
 
 
-def classification_scores(gold: np.ndarray, predicted: np.ndarray, n_classes: int) -> dict[str, float]:
+def classification_scores(gold: np.ndarray, predicted: np.ndarray, n_classes: int, positive: int = 1) -> dict[str, float]:
     """F1 / precision / recall: the positive class's for 2 classes, macro-averaged above; plus macro and weighted F1."""
     labels = list(range(n_classes))
     average = "binary" if n_classes == 2 else "macro"
-    kwargs = {"pos_label": 1} if average == "binary" else {}
+    kwargs = {"pos_label": positive} if average == "binary" else {}
     precision, recall, f1, _ = precision_recall_fscore_support(
         gold, predicted, labels=labels, average=average, zero_division=0, **kwargs)
     macro = precision_recall_fscore_support(gold, predicted, labels=labels, average="macro", zero_division=0)

@@ -146,8 +146,41 @@ class TrainParams(Section):
 
 class EvaluateParams(Section):
     positive_label: Optional[str] = Field(
-        None, description="Positive class of a binary task (ROC-AUC, AP); default: the second label name.")
-    probe_max_iter: int = Field(1000, ge=1, description="Iterations of the linear probe's logistic regression.")
+        None, description="Positive class of a binary task (F1, ROC-AUC, AP); default: the second label name.")
+    calibration_bins: int = Field(10, ge=2, le=100, description="Equal-width confidence bins of the ECE and reliability diagram.")
+    embedding_map: Literal["pca", "tsne"] = Field("pca", description="2-D projection of the embed stage's vectors.")
+    map_max_points: int = Field(3000, ge=10, description="Points drawn on the embedding map (a fixed random subset beyond it).")
+    report_errors: int = Field(20, ge=0, description="Most confident wrong predictions listed in the report.")
+    seed: int = Field(42, description="Seed of the map's subset and t-SNE.")
+
+
+class ProbeParams(Section):
+    max_iter: int = Field(1000, ge=1, description="Iterations of the logistic regression on all train vectors.")
+
+
+class MtebParams(Section):
+    n_experiments: int = Field(10, ge=1, description="Repetitions of the few-shot probe (MTEB default 10).")
+    samples_per_label: int = Field(8, ge=1, description="Train vectors drawn per class in each repetition (MTEB default 8).")
+    max_iter: int = Field(100, ge=1, description="Logistic regression iterations (MTEB default 100).")
+
+
+class KnnParams(Section):
+    k: int = Field(5, ge=1, description="Neighbours (cosine distance) voting on each valid text.")
+
+
+class TfidfParams(Section):
+    word_ngram_max: int = Field(2, ge=1, le=5, description="Longest MeCab word n-gram (1 = words only).")
+    char_ngram_max: int = Field(3, ge=0, le=6, description="Longest character n-gram (0 = no character features).")
+    c: float = Field(10.0, gt=0, description="Inverse regularisation strength C of the logistic regression.")
+    max_iter: int = Field(1000, ge=1, description="Logistic regression iterations.")
+
+
+class BaselinesParams(Section):
+    seed: int = Field(42, description="Seed of the few-shot sampling and the logistic regressions.")
+    probe: ProbeParams = Field(default_factory=ProbeParams)
+    mteb: MtebParams = Field(default_factory=MtebParams)
+    knn: KnnParams = Field(default_factory=KnnParams)
+    tfidf: TfidfParams = Field(default_factory=TfidfParams)
 
 
 class PackageParams(Section):
@@ -169,6 +202,7 @@ class PathParams(Section):
     eval: str = "data/eval"
     submission: str = "data/submission.csv"
     release: str = "data/release"
+    baselines: str = "data/baselines.json"
 
 
 class Params(Section):
@@ -180,6 +214,7 @@ class Params(Section):
     train: TrainParams = Field(default_factory=TrainParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     package: PackageParams = Field(default_factory=PackageParams)
+    baselines: BaselinesParams = Field(default_factory=BaselinesParams)
     paths: PathParams = Field(default_factory=PathParams)
 
 

@@ -1,0 +1,123 @@
+"""README "Results": the default pipeline (params.yaml as committed) on the real datasets in ../shared/data.
+
+For each dataset: a throwaway git + DVC copy of this project with only `data.train_csv` changed, one
+`dvc repro`, then the valid macro-F1 of the fine-tuned model and of the baselines from metrics.json.
+
+    python bench/results.py                       # all three datasets, Markdown table on stdout
+    python bench/results.py --keep runs/ chabsa   # keep the copies (reports in runs/<name>/data/eval/)
+    python bench/results.py --set train.epochs=10 # any param override, as with `dvc exp run -S`
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+DATASETS = {"toxic": "ja_toxic_inspection", "chabsa": "chabsa_sentiment", "jcola": "jcola_acceptability"}
+
+
+def project_files() -> list[str]:
+    listing = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
+                             capture_output=True, text=True).stdout.split("\n")
+    return [name for name in listing if name and name != "dvc.lock" and (REPO / name).is_file()]
+
+
+def set_param(params: dict, dotted: str, value) -> None:
+    *parents, leaf = dotted.split(".")
+    node = params
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+
+
+def make_copy(dest: Path, overrides: dict[str, object]) -> None:
+    for name in project_files():
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, target)
+    params = yaml.safe_load((dest / "params.yaml").read_text(encoding="utf-8"))
+    for key, value in overrides.items():
+        set_param(params, key, value)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-qm", "bench"]):
+        subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
+
+
+def run_dataset(name: str, dest: Path, overrides: dict[str, object]) -> dict:
+    csv = SHARED / DATASETS[name] / "data.csv"
+    make_copy(dest, {"data.train_csv": str(csv), **overrides})
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+               HF_HUB_OFFLINE="1")
+    started = time.monotonic()
+    result = subprocess.run(["dvc", "repro"], cwd=dest, env=env, capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    if result.returncode != 0:
+        raise SystemExit(f"{name}: dvc repro failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    metrics = json.loads((dest / "data/eval/metrics.json").read_text())
+    summary = json.loads((dest / "data/split/summary.json").read_text())
+    return {"dataset": name, "classes": len(summary["label_names"]),
+            "rows": sum(sum(c.values()) for c in summary["class_counts"].values()),
+            "valid": sum(summary["class_counts"]["valid"].values()), "seconds": round(seconds),
+            "fine_tuned": metrics["valid"]["macro_f1"], "probe": metrics["probe"]["valid"]["macro_f1"],
+            "mteb": metrics["mteb"]["valid"]["macro_f1_mean"], "mteb_std": metrics["mteb"]["valid"]["macro_f1_std"],
+            "knn": metrics["knn"]["valid"]["macro_f1"], "tfidf": metrics["tfidf"]["valid"]["macro_f1"],
+            "accuracy": metrics["valid"]["accuracy"], "tfidf_accuracy": metrics["tfidf"]["valid"]["accuracy"]}
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| dataset | classes | rows (valid) | fine-tuned builtin | linear probe | MTEB protocol | kNN | TF-IDF | fine-tuned − TF-IDF | `dvc repro` |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['dataset']} | {r['classes']} | {r['rows']} ({r['valid']}) | **{r['fine_tuned']:.3f}** | "
+                     f"{r['probe']:.3f} | {r['mteb']:.3f} ± {r['mteb_std']:.3f} | {r['knn']:.3f} | {r['tfidf']:.3f} | "
+                     f"{r['fine_tuned'] - r['tfidf']:+.3f} | {r['seconds']} s |")
+    return "\n".join(lines)
+
+
+def parse_value(text: str):
+    return yaml.safe_load(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("datasets", nargs="*", help=f"some of {', '.join(DATASETS)} (default: all)")
+    parser.add_argument("--keep", type=Path, help="keep each run's copy under this directory")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="param override")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    args = parser.parse_args()
+    args.datasets = args.datasets or list(DATASETS)
+    unknown = [n for n in args.datasets if n not in DATASETS]
+    if unknown:
+        parser.error(f"unknown dataset {unknown}; choose from {', '.join(DATASETS)}")
+    overrides = {key: parse_value(value) for key, value in (item.split("=", 1) for item in args.set)}
+    missing = [n for n in args.datasets if not (SHARED / DATASETS[n] / "data.csv").is_file()]
+    if missing:
+        raise SystemExit(f"{SHARED}: no data for {missing}; this benchmark needs ../shared/data")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="results-") as scratch:
+        root = args.keep or Path(scratch)
+        for name in args.datasets:
+            dest = root / name
+            shutil.rmtree(dest, ignore_errors=True)
+            print(f"{name}: dvc repro in {dest} ...", file=sys.stderr, flush=True)
+            rows.append(run_dataset(name, dest, overrides))
+            print(f"{name}: fine-tuned {rows[-1]['fine_tuned']:.3f}, TF-IDF {rows[-1]['tfidf']:.3f} "
+                  f"({rows[-1]['seconds']} s)", file=sys.stderr, flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""Evaluate and baselines stages on small synthetic predictions: fast, no model, real files."""
+from __future__ import annotations
+
+import json
+
+import datasets
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from stages.baselines import mteb_protocol, run_baselines, undersample
+from stages.errors import UserError
+from stages.evaluate import write_outputs
+from stages.params import BaselinesParams, EvaluateParams
+from stages.report import missing_references, referenced_files
+from stages.scoring import (curve_frames, expected_calibration_error, positive_index, ranking_scores,
+                            reliability_table, safe_filename)
+
+
+def assert_meaningful_png(path) -> None:
+    """A PNG that opens, has a real size and is not one flat colour."""
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.width >= 200 and image.height >= 150, (path, image.size)
+        pixels = np.asarray(image.convert("L"), dtype=float)
+    assert pixels.std() > 5, f"{path} is (nearly) blank"
+    assert len(np.unique(pixels)) > 10, f"{path} has almost no content"
+
+
+def synthetic_sets(n_classes: int, rows: int = 60, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    gold = np.arange(rows) % n_classes
+    logits = rng.normal(size=(rows, n_classes))
+    logits[np.arange(rows), gold] += 1.5  # better than chance, with mistakes
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    texts = [f"テキスト{i}は{'とても' * (i % 5)}良い | 例" for i in range(rows)]
+    return {"valid": {"texts": texts, "gold": gold, "probabilities": probabilities.astype(np.float32)}}
+
+
+BASELINES = {name: {"valid": {"accuracy": 0.5, "macro_f1": 0.4, "weighted_f1": 0.45}} for name in ("probe", "knn", "tfidf")}
+BASELINES["mteb"] = {"valid": {"accuracy_mean": 0.4, "accuracy_std": 0.05, "macro_f1_mean": 0.35, "macro_f1_std": 0.04}}
+
+
+def run_write_outputs(tmp_path, names, sets, positive=1, params=None):
+    rng = np.random.default_rng(1)
+    labels = np.arange(120) % len(names)
+    vectors = rng.normal(size=(120, 16)).astype(np.float32) + labels[:, None]
+    context = {"class_counts": {"train": {n: 40 for n in names}, "valid": {n: 20 for n in names}},
+               "all_texts": {"train": ["短い"] * 10 + ["少し長いテキスト"] * 5, "valid": sets["valid"]["texts"]},
+               "token_report": {"valid": {"mean_tokens": 7.25, "truncated_rate": 0.0}}, "title": "test report"}
+    out = tmp_path / "eval"
+    metrics = write_outputs(out, names, positive, sets, vectors, labels, BASELINES, params or EvaluateParams(), context)
+    return out, metrics
+
+
+@pytest.mark.parametrize("names", [["normal", "toxic"], ["否定", "中立", "肯定", "その他"]])
+def test_every_declared_output_is_written_for_binary_and_multiclass(tmp_path, names):
+    sets = synthetic_sets(len(names))
+    out, metrics = run_write_outputs(tmp_path, names, sets)
+
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk == metrics
+    valid = on_disk["valid"]
+    for key in ("accuracy", "macro_f1", "weighted_f1", "macro_precision", "macro_recall", "roc_auc",
+                "average_precision", "ece"):
+        assert isinstance(valid[key], float) and 0.0 <= valid[key] <= 1.0, key
+    assert set(valid["per_class"]) == set(names)
+    assert {"probe", "mteb", "knn", "tfidf"} <= set(on_disk)
+
+    curve_files = sorted(p.name for p in (out / "roc").iterdir())
+    assert curve_files == sorted(p.name for p in (out / "pr").iterdir())
+    assert len(curve_files) == (1 if len(names) == 2 else len(names))
+    for kind, columns in (("roc", ["fpr", "tpr"]), ("pr", ["recall", "precision"])):
+        for path in (out / kind).iterdir():
+            frame = pd.read_csv(path)
+            assert list(frame.columns) == columns and len(frame) >= 2
+            assert frame[columns[0]].is_monotonic_increasing  # drawn left to right
+
+    predictions = pd.read_csv(out / "predictions.csv", keep_default_na=False)
+    assert list(predictions.columns) == ["split", "text", "gold", "predicted", *[f"p_{n}" for n in names]]
+    assert np.allclose(predictions[[f"p_{n}" for n in names]].sum(axis=1), 1.0, atol=1e-4)
+    assert pd.read_csv(out / "confusion.csv").columns.tolist() == ["actual", "predicted"]
+    assert pd.read_csv(out / "reliability.csv")["count"].sum() == len(sets["valid"]["gold"])
+
+    pngs = sorted(out.rglob("*.png"))
+    assert {p.name for p in pngs} == {"embedding_map.png", "confusion.png", "roc.png", "pr.png", "reliability.png",
+                                      "lengths.png"}
+    for png in pngs:
+        assert_meaningful_png(png)
+
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert missing_references(out / "report.md") == []
+    assert {"figures/confusion.png", "embedding_map.png"} <= set(referenced_files(report))
+    assert "| **fine-tuned model** |" in report and "TF-IDF" in report and "Most confident wrong predictions" in report
+    assert "テキスト" in report and "\\|" in report  # texts shown, pipes escaped so the table stays intact
+
+
+def test_outputs_are_byte_identical_across_reruns(tmp_path):
+    names = ["a", "b", "c"]
+    first, _ = run_write_outputs(tmp_path / "1", names, synthetic_sets(3))
+    second, _ = run_write_outputs(tmp_path / "2", names, synthetic_sets(3))
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files
+    for name in files:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_positive_label_chooses_the_binary_scores(tmp_path):
+    names = ["normal", "toxic"]
+    sets = synthetic_sets(2)
+    _, default = run_write_outputs(tmp_path / "default", names, sets)
+    out, flipped = run_write_outputs(tmp_path / "flipped", names, sets, positive=positive_index(names, "normal"))
+    assert default["valid"]["f1"] == default["valid"]["per_class"]["toxic"]["f1"]
+    assert flipped["valid"]["f1"] == flipped["valid"]["per_class"]["normal"]["f1"]
+    assert [p.name for p in (out / "roc").iterdir()] == ["normal.csv"]
+    assert default["valid"]["roc_auc"] == pytest.approx(flipped["valid"]["roc_auc"], abs=1e-6)  # AUC is symmetric
+    with pytest.raises(UserError, match="evaluate.positive_label: 'spam' is not a class"):
+        positive_index(names, "spam")
+
+
+def test_ece_and_reliability_by_hand():
+    # Two bins used: confidence 0.95 (2 texts, 1 right) and 0.65 (2 texts, both right).
+    probabilities = np.array([[0.95, 0.05], [0.95, 0.05], [0.35, 0.65], [0.35, 0.65]])
+    gold = np.array([0, 1, 1, 1])
+    table = reliability_table(gold, probabilities, bins=10)
+    assert table[["bin", "count"]].values.tolist() == [[7, 2], [10, 2]]
+    assert table["accuracy"].tolist() == [1.0, 0.5]
+    assert expected_calibration_error(table) == pytest.approx(0.5 * 0.35 + 0.5 * 0.45)
+
+
+def test_class_missing_from_valid_gets_placeholder_curve_and_is_left_out_of_auc():
+    names = ["a", "b", "c"]
+    gold = np.array([0, 1, 0, 1])
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.3, 0.6, 0.1]])
+    scores = ranking_scores(gold, probabilities, names, positive=1)
+    assert scores == {"roc_auc": 1.0, "average_precision": 1.0}
+    curves = curve_frames(gold, probabilities, names, positive=1)
+    assert set(curves["roc"]) == {0, 1, 2} and len(curves["roc"][2]) == 2
+
+
+def test_safe_filenames_are_unique_and_path_free():
+    taken: set[str] = set()
+    assert [safe_filename(n, i, taken) for i, n in enumerate(["a/b", "a b", "肯定", "..", "a_b"])] == \
+        ["a_b", "a_b_1", "肯定", "class3", "a_b_4"]
+
+
+def test_mteb_undersampling_takes_samples_per_label_of_each_class():
+    labels = np.array([0] * 50 + [1] * 30 + [2] * 5)
+    rows = undersample(labels, 8, np.random.RandomState(42))
+    assert np.bincount(labels[rows]).tolist() == [8, 8, 5]
+    again = undersample(labels, 8, np.random.RandomState(42))
+    assert rows.tolist() == again.tolist()
+
+
+def test_mteb_protocol_reports_mean_and_spread():
+    rng = np.random.default_rng(0)
+    labels = np.arange(200) % 2
+    vectors = rng.normal(size=(200, 8)) + labels[:, None] * 0.8
+    scores = mteb_protocol(vectors[:150], labels[:150], {"valid": (vectors[150:], labels[150:])}, 2,
+                           n_experiments=5, samples_per_label=4, max_iter=100, seed=42)["valid"]
+    assert set(scores) == {"accuracy_mean", "accuracy_std", "macro_f1_mean", "macro_f1_std"}
+    assert scores["accuracy_mean"] > 0.6 and scores["accuracy_std"] > 0  # 4-shot draws differ
+
+
+def test_baselines_on_separable_data(tmp_path):
+    words = {0: ["最高", "満足", "素晴らしい"], 1: ["最悪", "不満", "残念"]}
+    rows = [(f"この商品は{words[i % 2][i % 3]}でした。{i}番目", i % 2) for i in range(80)]
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["positive", "negative"])})
+    split = datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"text": [t for t, _ in rows[:60]], "label": [l for _, l in rows[:60]]}, features=features),
+        "valid": datasets.Dataset.from_dict({"text": [t for t, _ in rows[60:]], "label": [l for _, l in rows[60:]]}, features=features),
+    })
+    rng = np.random.default_rng(0)
+    for name, part in split.items():
+        labels = np.asarray(part["label"])
+        np.save(tmp_path / f"{name}.npy", (rng.normal(size=(len(labels), 8)) + 3 * labels[:, None]).astype(np.float32))
+    scores = run_baselines(split, tmp_path, BaselinesParams())
+    assert set(scores) == {"probe", "mteb", "knn", "tfidf"}
+    for name in ("probe", "knn", "tfidf"):
+        assert scores[name]["valid"]["macro_f1"] > 0.9, name
+    assert scores["tfidf"]["valid"]["macro_f1"] == 1.0  # the class words never overlap
+    assert scores["mteb"]["valid"]["macro_f1_mean"] > 0.8
+
+
+def test_baselines_need_the_embeddings(tmp_path):
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["a", "b"])})
+    part = datasets.Dataset.from_dict({"text": ["x", "y"], "label": [0, 1]}, features=features)
+    with pytest.raises(UserError, match="embeddings missing"):
+        run_baselines(datasets.DatasetDict({"train": part, "valid": part}), tmp_path, BaselinesParams())
