@@ -148,10 +148,12 @@ class ProjectTrainer(Trainer):
 
     # ---- batches ----
     def _get_train_sampler(self, train_dataset=None):
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
-        if self.args.train_sampling_strategy == "group_by_length" and "length" in dataset.column_names:
+        # self.train_dataset still has the "length" column that _remove_unused_columns drops from `train_dataset`.
+        source = self.train_dataset
+        if (self.args.train_sampling_strategy == "group_by_length"
+                and "length" in getattr(source, "column_names", ())):
             return EpochLengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                             dataset["length"], self.args.data_seed)
+                                             source["length"], self.args.data_seed)
         return super()._get_train_sampler(train_dataset)
 
     # ---- checkpoints without pickle ----

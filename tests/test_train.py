@@ -24,7 +24,7 @@ from transformers import AutoModelForSequenceClassification
 
 from stages.errors import UserError
 from stages.params import TrainParams, parse_params
-from stages.train import CODE_DEPS, balanced_class_weights, build_trainer
+from stages.train import CODE_DEPS, EpochLengthGroupedSampler, balanced_class_weights, build_trainer
 from tests.conftest import env_with_venv, make_pipeline_repo, write_params
 
 # Evaluate and checkpoint every 5 steps: an epoch of the 360-row sample is 23 steps, so the first
@@ -147,6 +147,8 @@ def test_same_params_give_same_metrics_and_pickle_free_checkpoints(tiny_repo, tm
     runs = []
     for name in ("first", "second"):
         trainer = build_trainer(tokenized, str(tiny_repo / "data/base_model"), train, str(tmp_path / name))
+        # Batches come from the per-epoch seeded sampler (resumable), not the global-RNG one.
+        assert isinstance(trainer.get_train_dataloader().batch_sampler.sampler, EpochLengthGroupedSampler)
         trainer.train()
         runs.append(trainer)
     evals = [[e for e in t.state.log_history if "eval_macro_f1" in e] for t in runs]
