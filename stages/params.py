@@ -134,6 +134,44 @@ class TrainParams(Section):
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     seed: int = Field(42, description="Seed set before the classification head is created.")
     precision: Precision = Field("auto", description="auto: bf16 where supported, fp16 on older GPUs, else fp32.")
+    group_by_length: bool = Field(
+        True, description="Batches of similar lengths (random mega-batches sorted by length): less padding.")
+    eval_strategy: Literal["epoch", "steps", "no"] = Field("epoch", description="When to score the valid split.")
+    eval_steps: int = Field(100, ge=1, description="Optimizer steps between evaluations when eval_strategy is steps.")
+    save_strategy: Literal["epoch", "steps", "no"] = Field(
+        "epoch", description="When to write a resumable checkpoint; must equal eval_strategy unless 'no'.")
+    save_steps: int = Field(100, ge=1, description="Optimizer steps between checkpoints (a multiple of eval_steps).")
+    early_stopping_patience: int = Field(
+        3, ge=0, description="Stop after this many evaluations without improvement; 0 = never stop early.")
+    metric_for_best_model: Literal[
+        "macro_f1", "accuracy", "f1", "weighted_f1", "macro_precision", "macro_recall", "precision", "recall",
+        "loss"] = Field("macro_f1", description="Validation metric for early stopping and the model kept at the end.")
+    class_weights: Literal["none", "balanced"] = Field(
+        "none", description="balanced: cross-entropy weighted by n / (classes * count) for imbalanced data.")
+    nproc: int = Field(1, ge=1, description="Processes (DDP under torchrun): CPU processes or GPUs on this node.")
+
+    @field_validator("max_steps")
+    @classmethod
+    def _steps(cls, value: int) -> int:
+        if value == 0 or value < -1:
+            raise ValueError(f"must be -1 (train for `epochs`) or a positive number of steps, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent_schedule(self) -> "TrainParams":
+        if self.early_stopping_patience > 0 and self.eval_strategy == "no":
+            raise ValueError("early_stopping_patience > 0 needs eval_strategy epoch or steps "
+                             "(or set early_stopping_patience: 0)")
+        if self.early_stopping_patience > 0 and self.save_strategy == "no":
+            raise ValueError("early_stopping_patience > 0 needs save_strategy equal to eval_strategy: "
+                             "the best model is restored from its checkpoint")
+        if self.eval_strategy != "no" and self.save_strategy != "no":
+            if self.save_strategy != self.eval_strategy:
+                raise ValueError(f"save_strategy ({self.save_strategy}) must equal eval_strategy "
+                                 f"({self.eval_strategy}) so the best model has a checkpoint, or be 'no'")
+            if self.eval_strategy == "steps" and self.save_steps % self.eval_steps:
+                raise ValueError(f"save_steps ({self.save_steps}) must be a multiple of eval_steps ({self.eval_steps})")
+        return self
 
     @field_validator("lr_scheduler_type")
     @classmethod
@@ -198,7 +236,8 @@ class PathParams(Section):
     tokenize_report: str = "data/tokenize_report.json"
     embeddings: str = "data/embeddings"
     model: str = "data/model"
-    train_dir: str = "data/train"
+    train_dir: str = "checkpoints/train"
+    train_log: str = "data/train_log"
     eval: str = "data/eval"
     submission: str = "data/submission.csv"
     release: str = "data/release"
@@ -240,6 +279,8 @@ def _describe(error: dict, source: str) -> str:
         return (f"{source}: unknown key '{key}' {hint} "
                 f"(valid keys in {section}: {', '.join(valid)})")
     message = error["msg"].removeprefix("Value error, ")
+    if isinstance(error.get("input"), dict):  # a check across several keys of a section
+        return f"{source}: {key}: {message}"
     return f"{source}: {key}: {message} (got {error.get('input')!r})"
 
 

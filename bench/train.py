@@ -1,0 +1,221 @@
+"""Training speed (and quality) of the project's train stage against the configuration users usually copy.
+
+Speed, in one process, same data, same BERT-base-shaped model (12 layers, hidden 768, 12 heads, vocab 32,000,
+random weights), batch 16, a fixed number of timed optimizer steps after a few warm-up steps:
+  (a) "usual": every batch padded to max_length=77, fp32, random batches (plain Trainer);
+  (b) "project": stages.train.build_trainer with the default params (dynamic padding, length-grouped
+      batches, bf16 autocast where the hardware has it, fused AdamW, SDPA attention);
+  (plain, with --plain) a plain Trainer with dynamic padding + bf16 + group_by_length, for reference.
+Both see the same token ids (builtin tokenizer recipe trained on the texts, truncated at 77 tokens).
+
+Quality (--quality): on chABSA, the builtin default model (base_model stage) fine-tuned with (a) and with
+(b) for the same epochs and seeds; prints the valid macro-F1 of both.
+
+    python bench/train.py                       # speed on JCoLA and chABSA (../shared/data), else the sample
+    python bench/train.py --device cuda         # on a GPU
+    python bench/train.py --quality --no-speed  # the quality comparison only
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import datasets  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from transformers import (BertConfig, BertForSequenceClassification, DataCollatorWithPadding, Trainer,  # noqa: E402
+                          TrainerCallback, TrainingArguments, logging as hf_logging, set_seed)
+
+from stages.builtin_bert import save_tokenizer, segment, train_wordpiece_vocab  # noqa: E402
+from stages.hardware import resolve_device  # noqa: E402
+from stages.params import TrainParams  # noqa: E402
+from stages.train import build_trainer  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "data"
+SETS = {"jcola": "jcola_acceptability", "chabsa": "chabsa_sentiment"}
+PAD_TO = 77
+BATCH = 16
+
+
+def dataset_csv(name: str) -> Path:
+    path = SHARED / SETS[name] / "data.csv"
+    return path if path.is_file() else REPO / "data/sample/train.csv"
+
+
+class StepTimer(TrainerCallback):
+    """Wall time of optimizer steps warmup+1 .. warmup+steps."""
+
+    def __init__(self, warmup: int, steps: int):
+        self.warmup, self.steps, self.start, self.seconds = warmup, steps, None, None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.warmup:
+            self.start = time.perf_counter()
+        elif state.global_step == self.warmup + self.steps:
+            self.seconds = time.perf_counter() - self.start
+
+
+def tokenized_set(csv: Path, workdir: Path, limit: int) -> tuple[datasets.DatasetDict, Path]:
+    frame = pd.read_csv(csv).dropna().head(limit)
+    names = sorted(frame["label"].astype(str).unique())
+    tok_dir = workdir / "tokenizer"
+    tok_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = save_tokenizer(train_wordpiece_vocab(segment(frame["text"].tolist()), 32000), tok_dir, 512)
+    encoded = tokenizer(frame["text"].tolist(), truncation=True, max_length=PAD_TO)
+    rows = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"], "length": [len(i) for i in encoded["input_ids"]],
+            "label": [names.index(str(v)) for v in frame["label"]]}
+    features = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32")),
+                                  "attention_mask": datasets.Sequence(datasets.Value("int8")),
+                                  "length": datasets.Value("int32"), "label": datasets.ClassLabel(names=names)})
+    data = datasets.Dataset.from_dict(rows, features=features)
+    return datasets.DatasetDict({"train": data, "valid": data.select(range(64))}), tok_dir
+
+
+def base_shaped_model_dir(tok_dir: Path, n_labels: int) -> Path:
+    """Random BERT-base-shaped weights saved next to the tokenizer, so build_trainer loads it like any model."""
+    config = BertConfig(vocab_size=32000, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                        intermediate_size=3072, num_labels=n_labels)
+    set_seed(0)
+    BertForSequenceClassification(config).save_pretrained(str(tok_dir))
+    return tok_dir
+
+
+def usual_args(out: str, max_steps: int, device: torch.device, bf16: bool, grouped: bool, **extra) -> TrainingArguments:
+    return TrainingArguments(output_dir=out, max_steps=max_steps, per_device_train_batch_size=BATCH,
+                             learning_rate=5e-5, bf16=bf16, use_cpu=device.type == "cpu", report_to="none",
+                             save_strategy="no", eval_strategy="no", logging_strategy="no", disable_tqdm=True,
+                             train_sampling_strategy="group_by_length" if grouped else "random", seed=42, **extra)
+
+
+def time_usual(data, model_dir, tokenizer, steps, warmup, device, padded: bool, bf16: bool, grouped: bool) -> float:
+    set_seed(42)
+    model = BertForSequenceClassification.from_pretrained(str(model_dir), attn_implementation="sdpa")
+    collator = (DataCollatorWithPadding(tokenizer, padding="max_length", max_length=PAD_TO) if padded
+                else DataCollatorWithPadding(tokenizer))
+    timer = StepTimer(warmup, steps)
+    with tempfile.TemporaryDirectory() as out:
+        trainer = Trainer(model=model, args=usual_args(out, warmup + steps, device, bf16, grouped),
+                          train_dataset=data["train"].remove_columns([] if grouped else ["length"]),
+                          data_collator=collator, processing_class=tokenizer, callbacks=[timer])
+        trainer.train()
+    return steps * BATCH / timer.seconds
+
+
+def time_project(data, model_dir, steps, warmup, device) -> float:
+    train = TrainParams(max_steps=warmup + steps, batch_size=BATCH, eval_strategy="no", save_strategy="no",
+                        early_stopping_patience=0, learning_rate=5e-5)
+    timer = StepTimer(warmup, steps)
+    with tempfile.TemporaryDirectory() as out:
+        trainer = build_trainer(data, str(model_dir), train, out, device=device)
+        trainer.add_callback(timer)
+        trainer.args.disable_tqdm = True
+        trainer.train()
+    return steps * BATCH / timer.seconds
+
+
+def speed(args, device: torch.device) -> None:
+    for name in args.sets:
+        csv = dataset_csv(name)
+        with tempfile.TemporaryDirectory() as work:
+            data, tok_dir = tokenized_set(csv, Path(work), args.rows)
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
+            model_dir = base_shaped_model_dir(tok_dir, data["train"].features["label"].num_classes)
+            lengths = np.asarray(data["train"]["length"])
+            print(f"{name}: {csv} ({len(lengths)} rows, mean {lengths.mean():.1f} tokens, "
+                  f"{(lengths >= PAD_TO).mean():.0%} at the {PAD_TO} cap); {args.steps} timed steps of {BATCH}, "
+                  f"device {device}, {torch.get_num_threads()} threads", flush=True)
+            usual = time_usual(data, model_dir, tokenizer, args.steps, args.warmup, device, True, False, False)
+            print(f"  (a) padded to {PAD_TO}, fp32, random batches: {usual:.2f} examples/s", flush=True)
+            project = time_project(data, model_dir, args.steps, args.warmup, device)
+            print(f"  (b) project default:                   {project:.2f} examples/s", flush=True)
+            if args.plain:
+                plain = time_usual(data, model_dir, tokenizer, args.steps, args.warmup, device, False,
+                                   device.type == "cuda" or device.type == "cpu", True)
+                print(f"  plain Trainer, dynamic pad + bf16 + group_by_length: {plain:.2f} examples/s "
+                      f"(ratio {plain / usual:.2f}x)", flush=True)
+            print(f"{name}: ratio (b)/(a) = {project / usual:.2f}x", flush=True)
+
+
+def quality(args) -> None:
+    """chABSA with the builtin default model: (a) vs (b), same seeds and epochs, valid macro-F1."""
+    from stages.base_model import resolve_base_model
+    from stages.metrics import make_compute_metrics
+    from stages.params import DataParams, ModelParams, SplitParams, TokenizeParams
+    from stages.split import make_splits, save_split
+    from stages.tokenize import tokenize_all
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    csv = dataset_csv("chabsa")
+    defaults = TrainParams()
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        dataset_dict, summary, _ = make_splits(DataParams(train_csv=str(csv)), SplitParams())
+        save_split(dataset_dict, summary, work / "split")
+        resolve_base_model(ModelParams(), str(work / "split"), str(work / "base_model"))
+        tokenizer = AutoTokenizer.from_pretrained(str(work / "base_model"))
+        tokenized, _ = tokenize_all(datasets.load_from_disk(str(work / "split")), tokenizer,
+                                    TokenizeParams().max_length)
+        names = tokenized["train"].features["label"].names
+        results = []
+        for seed in range(42, 42 + args.seeds):
+            # (a): same tokens, cut and padded to 77, fp32, random batches, same LR schedule, epochs and seed.
+            set_seed(seed)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                str(work / "base_model"), num_labels=len(names))
+            a_args = usual_args(str(work / "a"), -1, torch.device("cpu"), False, False)
+            for key in ("num_train_epochs", "learning_rate", "weight_decay", "lr_scheduler_type"):
+                setattr(a_args, key, getattr(defaults, {"num_train_epochs": "epochs"}.get(key, key)))
+            a_args.warmup_steps = defaults.warmup_ratio
+            a_args.seed = a_args.data_seed = seed
+            columns = ["input_ids", "attention_mask", "label"]
+            cut = tokenized.map(lambda row: {k: row[k][:PAD_TO] for k in columns[:2]})
+            usual = Trainer(model=model, args=a_args, train_dataset=cut["train"].select_columns(columns),
+                            eval_dataset=cut["valid"].select_columns(columns), processing_class=tokenizer,
+                            data_collator=DataCollatorWithPadding(tokenizer, padding="max_length", max_length=PAD_TO),
+                            compute_metrics=make_compute_metrics(len(names)))
+            usual.train()
+            f1_a = usual.evaluate()["eval_macro_f1"]
+            # (b): the train stage exactly as `dvc repro` runs it with the default params.
+            project = build_trainer(tokenized, str(work / "base_model"), defaults.model_copy(update={"seed": seed}),
+                                    str(work / "b"))
+            project.train()
+            f1_b = project.evaluate()["eval_macro_f1"]
+            results.append((f1_a, f1_b))
+            print(f"quality seed {seed}: chABSA valid macro-F1 (a) {f1_a:.4f}  (b) {f1_b:.4f}  "
+                  f"difference {f1_b - f1_a:+.4f}", flush=True)
+        mean_a, mean_b = np.mean(results, axis=0)
+        print(f"quality: chABSA valid macro-F1 over {args.seeds} seed(s): (a) {mean_a:.4f}  (b) {mean_b:.4f}  "
+              f"difference {mean_b - mean_a:+.4f} ({defaults.epochs:g} epochs, builtin default model)", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=20, help="timed optimizer steps per configuration")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    parser.add_argument("--rows", type=int, default=2000, help="rows of each set to tokenize")
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--plain", action="store_true", help="also time a plain Trainer with dynamic pad + bf16")
+    parser.add_argument("--quality", action="store_true", help="also compare chABSA macro-F1 of (a) and (b)")
+    parser.add_argument("--no-speed", action="store_true", help="skip the speed part")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds for --quality (mean reported)")
+    args = parser.parse_args()
+    hf_logging.set_verbosity_error()
+    device = resolve_device(args.device)
+    if not args.no_speed:
+        speed(args, device)
+    if args.quality:
+        quality(args)
+
+
+if __name__ == "__main__":
+    main()
