@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -84,9 +85,42 @@ def make_pipeline_repo(dest: Path, overrides: dict | None = None) -> Path:
     return dest
 
 
-@pytest.fixture
-def pipeline_repo(tmp_path: Path) -> Path:
-    return make_pipeline_repo(tmp_path / "repo")
+# An unlabelled test file (competition style) rides along in the shared sample run, so the submit stage
+# has something to do; one row is empty on purpose.
+SAMPLE_TEST_ROWS = [("q-001", "この掃除機は軽くて本当に使いやすいです。"), ("q-002", "届いた商品が壊れていて最悪でした。"),
+                    ("q-003", ""), ("q-004", "色は写真のとおりでした。")]
+
+
+def make_sample_repo(dest: Path, test_csv: Path) -> Path:
+    """The tiny pipeline on the bundled sample plus the unlabelled test file: the configuration of `sample_run`."""
+    if not test_csv.exists():
+        lines = ["id,text"] + [f"{row_id},{text}" for row_id, text in SAMPLE_TEST_ROWS]
+        test_csv.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return make_pipeline_repo(dest, {"data": {"test_csv": str(test_csv)}})
+
+
+@dataclass
+class SampleRun:
+    repo: Path       # finished and committed ("baseline run"); treat as read-only, copy it to change it
+    stdout: str      # what the first `dvc repro` printed
+    test_csv: Path
+
+
+@pytest.fixture(scope="session")
+def sample_run(tmp_path_factory) -> SampleRun:
+    """One real `dvc repro` of the tiny pipeline shared by the end-to-end tests (each run costs ~40 s)."""
+    root = tmp_path_factory.mktemp("sample_run")
+    repo = make_sample_repo(root / "repo", root / "unlabelled.csv")
+    first = run(["dvc", "repro"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "baseline run"], repo)
+    return SampleRun(repo, first.stdout, root / "unlabelled.csv")
+
+
+def copy_repo(source: Path, dest: Path) -> Path:
+    """A full copy (git history, DVC cache and outputs): `dvc repro` there has nothing to do."""
+    shutil.copytree(source, dest, symlinks=True)
+    return dest
 
 
 def need_shared_data(name: str) -> Path:

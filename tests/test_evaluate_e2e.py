@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from stages.report import missing_references
-from tests.conftest import make_pipeline_repo, run
+from tests.conftest import copy_repo, run
 from tests.test_evaluate import assert_meaningful_png
 
 pytestmark = pytest.mark.slow
@@ -19,14 +19,10 @@ STAGES = ("split", "base_model", "tokenize", "embed", "train", "baselines", "eva
 
 
 @pytest.fixture(scope="module")
-def committed_run(tmp_path_factory):
-    repo = make_pipeline_repo(tmp_path_factory.mktemp("evaluate") / "repo")
-    first = run(["dvc", "repro"], repo)
+def committed_run(sample_run, tmp_path_factory):
     for stage in STAGES:
-        assert f"Running stage '{stage}'" in first.stdout
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "baseline run"], repo)
-    return repo
+        assert f"Running stage '{stage}'" in sample_run.stdout
+    return copy_repo(sample_run.repo, tmp_path_factory.mktemp("evaluate") / "repo")
 
 
 def test_metrics_report_and_figures_of_a_real_run(committed_run):
@@ -43,7 +39,9 @@ def test_metrics_report_and_figures_of_a_real_run(committed_run):
 
     predictions = pd.read_csv(out / "predictions.csv")
     assert list(predictions.columns) == ["split", "text", "gold", "predicted", "p_negative", "p_neutral", "p_positive"]
-    assert len(predictions) == 90
+    assert (predictions["split"] == "valid").sum() == 90
+    unlabelled = predictions[predictions["split"] == "test"]  # the shared run's unlabelled test file
+    assert len(unlabelled) == 3 and unlabelled["gold"].isna().all()
     assert sorted(p.name for p in (out / "roc").iterdir()) == ["negative.csv", "neutral.csv", "positive.csv"]
 
     pngs = sorted(out.rglob("*.png"))

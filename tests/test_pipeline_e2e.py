@@ -6,7 +6,7 @@ import json
 import pytest
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from tests.conftest import make_pipeline_repo, need_shared_data, run
+from tests.conftest import copy_repo, make_pipeline_repo, need_shared_data, run
 
 pytestmark = pytest.mark.slow
 
@@ -15,10 +15,10 @@ def read_metrics(repo):
     return json.loads((repo / "data/eval/metrics.json").read_text())
 
 
-def test_repro_rerun_and_selective_exp_run(pipeline_repo):
-    first = run(["dvc", "repro"], pipeline_repo)
+def test_repro_rerun_and_selective_exp_run(sample_run, tmp_path):
     for stage in ("split", "base_model", "tokenize", "embed", "train", "evaluate"):
-        assert f"Running stage '{stage}'" in first.stdout
+        assert f"Running stage '{stage}'" in sample_run.stdout
+    pipeline_repo = copy_repo(sample_run.repo, tmp_path / "repo")
 
     metrics = read_metrics(pipeline_repo)
     valid = metrics["valid"]
@@ -38,8 +38,6 @@ def test_repro_rerun_and_selective_exp_run(pipeline_repo):
     assert "Running stage" not in second.stdout
     assert "Data and pipelines are up to date" in second.stdout
 
-    run(["git", "add", "-A"], pipeline_repo)
-    run(["git", "commit", "-qm", "baseline run"], pipeline_repo)
     exp = run(["dvc", "exp", "run", "-S", "train.learning_rate=0.0001"], pipeline_repo)
     ran = {stage for stage in ("split", "base_model", "tokenize", "embed", "train", "evaluate")
            if f"Running stage '{stage}'" in exp.stdout}

@@ -22,24 +22,19 @@ import yaml
 from stages import model_card, predict, submit
 from stages.errors import UserError
 from stages.params import DataParams
-from tests.conftest import REPO, make_pipeline_repo, run
+from tests.conftest import REPO, SAMPLE_TEST_ROWS, copy_repo, run
 
 NAMES = ["negative", "neutral", "positive"]
-TEST_ROWS = [("q-001", "この掃除機は軽くて本当に使いやすいです。"), ("q-002", "届いた商品が壊れていて最悪でした。"),
-             ("q-003", ""), ("q-004", "色は写真のとおりでした。")]
+TEST_ROWS = SAMPLE_TEST_ROWS
 PROBABILITY_TOLERANCE = 1e-5  # both sides are rounded to 6 decimals from the same float32 computation
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("predict")
-    test_csv = root / "unlabelled.csv"
-    pd.DataFrame(TEST_ROWS, columns=["id", "text"]).to_csv(test_csv, index=False)
-    repo = make_pipeline_repo(root / "repo", {"data": {"test_csv": str(test_csv)}})
-    result = run(["dvc", "repro"], repo)
+def repo(sample_run, tmp_path_factory) -> Path:
+    """A copy of the shared tiny run (it has an unlabelled test file), so tagging here touches nothing else."""
     for stage in ("submit", "package"):
-        assert f"Running stage '{stage}'" in result.stdout
-    return repo
+        assert f"Running stage '{stage}'" in sample_run.stdout
+    return copy_repo(sample_run.repo, tmp_path_factory.mktemp("predict") / "repo")
 
 
 @pytest.fixture(scope="module")

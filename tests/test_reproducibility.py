@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import env_with_venv, make_pipeline_repo, run
+from tests.conftest import env_with_venv, make_sample_repo, run
 
 pytestmark = pytest.mark.slow
 
@@ -22,14 +22,12 @@ def out_md5s(repo: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def reference_run(tmp_path_factory) -> Path:
-    repo = make_pipeline_repo(tmp_path_factory.mktemp("reference") / "repo")
-    run(["dvc", "repro"], repo)
-    return repo
+def reference_run(sample_run) -> Path:
+    return sample_run.repo
 
 
-def test_two_fresh_clones_give_identical_outputs(reference_run, tmp_path):
-    other = make_pipeline_repo(tmp_path / "repo")
+def test_two_fresh_clones_give_identical_outputs(reference_run, sample_run, tmp_path):
+    other = make_sample_repo(tmp_path / "repo", sample_run.test_csv)
     run(["dvc", "repro"], other)
     assert out_md5s(other) == out_md5s(reference_run)
     metrics = "data/eval/metrics.json"
@@ -54,8 +52,8 @@ def kill_when(repo: Path, pattern: str, timeout: float = 600) -> subprocess.Pope
     pytest.fail(f"{pattern} never appeared")
 
 
-def test_sigkill_during_embed_then_repro_recovers(reference_run, tmp_path):
-    repo = make_pipeline_repo(tmp_path / "repo")
+def test_sigkill_during_embed_then_repro_recovers(reference_run, sample_run, tmp_path):
+    repo = make_sample_repo(tmp_path / "repo", sample_run.test_csv)
     killed = kill_when(repo, ".embeddings.tmp*")
     assert killed.returncode == -signal.SIGKILL
     assert not (repo / "data/embeddings").exists()  # nothing half-written in place
