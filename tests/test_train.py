@@ -28,9 +28,10 @@ from stages.train import CODE_DEPS, EpochLengthGroupedSampler, balanced_class_we
 from tests.conftest import env_with_venv, make_pipeline_repo, write_params
 
 # Evaluate and checkpoint every 5 steps: an epoch of the 360-row sample is 23 steps, so the first
-# checkpoints fall mid-epoch. No early stop, so every run has the same length.
+# checkpoints fall mid-epoch. No early stop and 40 steps, so every run has the same length.
 RESUMABLE = {"train": {"eval_strategy": "steps", "eval_steps": 5, "save_strategy": "steps", "save_steps": 5,
-                       "early_stopping_patience": 0}}
+                       "early_stopping_patience": 0, "max_steps": 40}}
+TOTAL_STEPS = 40
 STEPS_PER_EPOCH = 23
 
 
@@ -188,14 +189,14 @@ def test_sigkill_mid_epoch_then_repro_resumes_to_identical_result(tiny_repo):
     victim.wait()
     killed_at = newest_complete_step(tiny_repo)
     assert victim.returncode == -signal.SIGKILL, "training finished before it could be killed"
-    assert 10 <= killed_at < 4 * STEPS_PER_EPOCH and not (tiny_repo / "data/model").exists()
+    assert 10 <= killed_at < TOTAL_STEPS and not (tiny_repo / "data/model").exists()
 
     resumed = run_fast(["dvc", "repro"], tiny_repo)
     assert "Running stage 'train'" in resumed.stdout and "resuming from" in resumed.stdout
     metrics = json.loads((tiny_repo / "data/train_log/metrics.json").read_text())
     reference = json.loads(reference_metrics)
     # Same step count, and the curve rows before the kill replayed from the checkpoint.
-    assert metrics["step"] == reference["step"] == 4 * STEPS_PER_EPOCH
+    assert metrics["step"] == reference["step"] == TOTAL_STEPS
     curve = (tiny_repo / "data/train_log/plots/metrics/eval/macro_f1.tsv").read_text()
     assert len(curve.splitlines()) == len(reference_curve.splitlines())
     # Identical in practice (optimizer, scheduler and RNG states are restored exactly); the bound is the
