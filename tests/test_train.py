@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -177,6 +178,13 @@ def test_sigkill_mid_epoch_then_repro_resumes_to_identical_result(tiny_repo):
     reference_curve = (tiny_repo / "data/train_log/plots/metrics/eval/macro_f1.tsv").read_text()
     reference_model = sha256(tiny_repo / "data/model/model.safetensors")
     assert not list((tiny_repo / "checkpoints/train").iterdir())  # a finished run leaves no checkpoints
+    # A user whose first training run is killed has no finished train run recorded: forget the reference
+    # run (its dvc.lock entry and DVC's run-cache), or `dvc repro` below would check its outputs out of the
+    # cache ("Stage 'train' is cached") instead of resuming the killed run.
+    lock = yaml.safe_load((tiny_repo / "dvc.lock").read_text())
+    lock["stages"].pop("train")
+    (tiny_repo / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    shutil.rmtree(tiny_repo / ".dvc/cache/runs", ignore_errors=True)
 
     env = env_with_venv()
     env["OMP_NUM_THREADS"] = "1"
