@@ -1,12 +1,19 @@
 """Training speed (and quality) of the project's train stage against the configuration users usually copy.
 
 Speed, in one process, same data, same BERT-base-shaped model (12 layers, hidden 768, 12 heads, vocab 32,000,
-random weights), batch 16, a fixed number of timed optimizer steps after a few warm-up steps:
+random weights), batch 16, a fixed number of timed optimizer steps after warm-up steps:
   (a) "usual": every batch padded to max_length=77, fp32, random batches (plain Trainer);
   (b) "project": stages.train.build_trainer with the default params (dynamic padding, length-grouped
-      batches, bf16 autocast where the hardware has it, fused AdamW, SDPA attention);
+      batches, bf16 autocast where the hardware has it, fused AdamW with clipping folded in, SDPA
+      attention, the cheaper CPU dropout masks of stages/cpu_speed.py);
   (plain, with --plain) a plain Trainer with dynamic padding + bf16 + group_by_length, for reference.
-Both see the same token ids (builtin tokenizer recipe trained on the texts, truncated at 77 tokens).
+All see the same token ids (builtin tokenizer recipe trained on the texts, truncated at 77 tokens).
+
+Fairness: length-grouped batches come in mega-batches sorted longest first (the longest batch of all is
+moved to the front), so timing some steps after a warm-up would time an arbitrary slice of the length mix.
+(b) and plain therefore train one whole epoch over a random sample of 16 * steps rows and are timed from
+the first step to the last, warm-up costs included; every row is seen once by each. Every (a) batch has
+the same shape (77 tokens), so (a) is timed over --baseline-steps steps after 2 warm-up steps.
 
 Quality (--quality): on chABSA, the builtin default model (base_model stage) fine-tuned with (a) and with
 (b) for the same epochs and seeds; prints the valid macro-F1 of both.
@@ -50,20 +57,25 @@ def dataset_csv(name: str) -> Path:
 
 
 class StepTimer(TrainerCallback):
-    """Wall time of optimizer steps warmup+1 .. warmup+steps."""
+    """Wall time of optimizer steps warmup+1 .. warmup+steps (warmup 0: from the start of the first step)."""
 
     def __init__(self, warmup: int, steps: int):
         self.warmup, self.steps, self.start, self.seconds = warmup, steps, None, None
 
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self.warmup == 0 and self.start is None:
+            self.start = time.perf_counter()
+
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.warmup:
+        if state.global_step == self.warmup and self.warmup > 0:
             self.start = time.perf_counter()
         elif state.global_step == self.warmup + self.steps:
             self.seconds = time.perf_counter() - self.start
 
 
 def tokenized_set(csv: Path, workdir: Path, limit: int) -> tuple[datasets.DatasetDict, Path]:
-    frame = pd.read_csv(csv).dropna().head(limit)
+    frame = pd.read_csv(csv).dropna()
+    frame = frame.sample(n=min(limit, len(frame)), random_state=0)
     names = sorted(frame["label"].astype(str).unique())
     tok_dir = workdir / "tokenizer"
     tok_dir.mkdir(parents=True, exist_ok=True)
@@ -121,27 +133,37 @@ def time_project(data, model_dir, steps, warmup, device) -> float:
 
 
 def speed(args, device: torch.device) -> None:
+    warmup, rows = 0, BATCH * args.steps  # one whole epoch, timed from its first step (module docstring)
     for name in args.sets:
         csv = dataset_csv(name)
         with tempfile.TemporaryDirectory() as work:
-            data, tok_dir = tokenized_set(csv, Path(work), args.rows)
+            data, tok_dir = tokenized_set(csv, Path(work), rows)
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
             model_dir = base_shaped_model_dir(tok_dir, data["train"].features["label"].num_classes)
             lengths = np.asarray(data["train"]["length"])
             print(f"{name}: {csv} ({len(lengths)} rows, mean {lengths.mean():.1f} tokens, "
-                  f"{(lengths >= PAD_TO).mean():.0%} at the {PAD_TO} cap); {args.steps} timed steps of {BATCH}, "
+                  f"{(lengths >= PAD_TO).mean():.0%} at the {PAD_TO} cap); {args.steps} timed steps of {BATCH} "
+                  f"= one epoch ((a): {args.baseline_steps} after 2), "
                   f"device {device}, {torch.get_num_threads()} threads", flush=True)
-            usual = time_usual(data, model_dir, tokenizer, args.steps, args.warmup, device, True, False, False)
-            print(f"  (a) padded to {PAD_TO}, fp32, random batches: {usual:.2f} examples/s", flush=True)
-            project = time_project(data, model_dir, args.steps, args.warmup, device)
+            runs = {"a": [], "b": [], "plain": []}
+            for repeat in range(args.repeats):  # interleaved, so drifting machine load hits all alike
+                runs["a"].append(time_usual(data, model_dir, tokenizer, args.baseline_steps, 2, device, True, False, False))
+                runs["b"].append(time_project(data, model_dir, args.steps, warmup, device))
+                if args.plain:
+                    runs["plain"].append(time_usual(data, model_dir, tokenizer, args.steps, warmup, device, False,
+                                                    device.type in ("cuda", "cpu"), True))
+                print(f"  run {repeat + 1}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in runs.items() if v)
+                      + " examples/s", flush=True)
+            usual, project = float(np.median(runs["a"])), float(np.median(runs["b"]))
+            how = f"median of {args.repeats}" if args.repeats > 1 else "one run"
+            print(f"  (a) padded to {PAD_TO}, fp32, random batches: {usual:.2f} examples/s ({how})", flush=True)
             print(f"  (b) project default:                   {project:.2f} examples/s", flush=True)
             if args.plain:
-                plain = time_usual(data, model_dir, tokenizer, args.steps, args.warmup, device, False,
-                                   device.type == "cuda" or device.type == "cpu", True)
+                plain = float(np.median(runs["plain"]))
                 print(f"  plain Trainer, dynamic pad + bf16 + group_by_length: {plain:.2f} examples/s "
-                      f"(ratio {plain / usual:.2f}x)", flush=True)
+                      f"(ratio {plain / usual:.2f}x; (b)/plain {project / plain:.2f}x)", flush=True)
             print(f"{name}: ratio (b)/(a) = {project / usual:.2f}x", flush=True)
 
 
@@ -199,9 +221,9 @@ def quality(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=20, help="timed optimizer steps per configuration")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    parser.add_argument("--rows", type=int, default=2000, help="rows of each set to tokenize")
+    parser.add_argument("--steps", type=int, default=40, help="timed optimizer steps of (b) and plain: one epoch of 16 * steps rows")
+    parser.add_argument("--baseline-steps", type=int, default=6, help="timed optimizer steps of (a), after 2")
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats; medians are reported")
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--plain", action="store_true", help="also time a plain Trainer with dynamic pad + bf16")

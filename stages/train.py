@@ -1,7 +1,8 @@
 """train stage: fine-tune AutoModelForSequenceClassification with the Trainer.
 
 Speed: dynamic padding (DataCollatorWithPadding), length-grouped batches, bf16 autocast where the
-hardware has it, fused AdamW, SDPA attention. Quality: early stopping on a chosen metric with the best
+hardware has it, fused AdamW with gradient clipping folded into it, SDPA attention, and on CPU a cheaper
+dropout mask generator (stages/cpu_speed.py). Quality: early stopping on a chosen metric with the best
 model restored at the end, optional class-balanced loss, seeds set before the model exists.
 Interruption: pickle-free checkpoints (stages/checkpointing.py) under a key of deps + params, resumed
 by the next `dvc repro`. Several processes: `train.nproc > 1` re-executes this module under torchrun.
@@ -31,6 +32,7 @@ from transformers.integrations import DVCLiveCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from stages import checkpointing as ckpt
+from stages import cpu_speed
 from stages.errors import UserError, stage_entry
 from stages.hardware import resolve_device, resolve_precision
 from stages.metrics import make_compute_metrics
@@ -39,7 +41,7 @@ from stages.params import PathParams, TrainParams, load_params
 
 # The train stage's code deps as listed in dvc.yaml (a test checks they agree); with the data deps
 # and the train params they make the checkpoint key.
-CODE_DEPS = ("stages/train.py", "stages/checkpointing.py", "stages/metrics.py", "stages/hardware.py")
+CODE_DEPS = ("stages/train.py", "stages/checkpointing.py", "stages/cpu_speed.py", "stages/metrics.py", "stages/hardware.py")
 # Trainer log entries that vary from run to run (wall-clock) or repeat a per-epoch value as an aggregate:
 # kept out of the DVCLive files so reruns write the same bytes.
 UNSTABLE_LOG_KEYS = ("runtime", "per_second", "total_flos", "train_loss")
@@ -145,6 +147,14 @@ class ProjectTrainer(Trainer):
         # Weighted mean (PyTorch's definition); the Trainer divides by the accumulation steps as usual.
         loss = F.cross_entropy(outputs.logits.float(), labels, weight=self.class_weights.to(labels.device))
         return (loss, outputs) if return_outputs else loss
+
+    # ---- clipping folded into fused AdamW (stages/cpu_speed.py) ----
+    def _clip_grad_norm(self, model):
+        grads_dtype = next((p.grad.dtype for p in model.parameters() if p.grad is not None), None)
+        if not cpu_speed.fused_clip_applies(self.optimizer, grads_dtype, getattr(self.accelerator, "scaler", None) is not None):
+            return super()._clip_grad_norm(model)
+        return cpu_speed.defer_clip_to_fused_adamw(cpu_speed.fused_adamw(self.optimizer), model.parameters(),
+                                                   self.args.max_grad_norm)
 
     # ---- batches ----
     def _get_train_sampler(self, train_dataset=None):
@@ -260,6 +270,8 @@ def build_trainer(tokenized: datasets.DatasetDict, model_dir: str, train: TrainP
     set_seed(train.seed)
     model = AutoModelForSequenceClassification.from_pretrained(
         model_dir, num_labels=len(names), id2label=id2label, label2id=label2id, attn_implementation="sdpa")
+    if args.use_cpu:
+        cpu_speed.use_hash_dropout(model)  # CUDA's dropout RNG is already fast
     columns = ["input_ids", "attention_mask", "label", "length"] + (
         ["token_type_ids"] if "token_type_ids" in tokenized["train"].column_names else [])
     callbacks = []

@@ -23,6 +23,7 @@ import yaml
 from sklearn.utils.class_weight import compute_class_weight
 from transformers import AutoModelForSequenceClassification
 
+from stages.cpu_speed import HashDropout, fused_adamw
 from stages.errors import UserError
 from stages.params import TrainParams, parse_params
 from stages.train import CODE_DEPS, EpochLengthGroupedSampler, balanced_class_weights, build_trainer
@@ -151,7 +152,10 @@ def test_same_params_give_same_metrics_and_pickle_free_checkpoints(tiny_repo, tm
         trainer = build_trainer(tokenized, str(tiny_repo / "data/base_model"), train, str(tmp_path / name))
         # Batches come from the per-epoch seeded sampler (resumable), not the global-RNG one.
         assert isinstance(trainer.get_train_dataloader().batch_sampler.sampler, EpochLengthGroupedSampler)
+        # On CPU the cheaper dropout masks are in (stages/cpu_speed.py), so they are what must reproduce.
+        assert any(isinstance(m, HashDropout) for m in trainer.model.modules())
         trainer.train()
+        assert fused_adamw(trainer.optimizer) is not None  # the clip was folded into its steps
         runs.append(trainer)
     evals = [[e for e in t.state.log_history if "eval_macro_f1" in e] for t in runs]
     strip = lambda entries: [{k: v for k, v in e.items() if "runtime" not in k and "per_second" not in k}
