@@ -100,10 +100,11 @@ def base_shaped_model_dir(tok_dir: Path, n_labels: int) -> Path:
 
 
 def usual_args(out: str, max_steps: int, device: torch.device, bf16: bool, grouped: bool, **extra) -> TrainingArguments:
-    return TrainingArguments(output_dir=out, max_steps=max_steps, per_device_train_batch_size=BATCH,
-                             learning_rate=5e-5, bf16=bf16, use_cpu=device.type == "cpu", report_to="none",
-                             save_strategy="no", eval_strategy="no", logging_strategy="no", disable_tqdm=True,
-                             train_sampling_strategy="group_by_length" if grouped else "random", seed=42, **extra)
+    settings = dict(output_dir=out, max_steps=max_steps, per_device_train_batch_size=BATCH,
+                    learning_rate=5e-5, bf16=bf16, use_cpu=device.type == "cpu", report_to="none",
+                    save_strategy="no", eval_strategy="no", logging_strategy="no", disable_tqdm=True,
+                    train_sampling_strategy="group_by_length" if grouped else "random", seed=42)
+    return TrainingArguments(**{**settings, **extra})
 
 
 def time_usual(data, model_dir, tokenizer, steps, warmup, device, padded: bool, bf16: bool, grouped: bool) -> float:
@@ -167,56 +168,87 @@ def speed(args, device: torch.device) -> None:
             print(f"{name}: ratio (b)/(a) = {project / usual:.2f}x", flush=True)
 
 
+def same_loss_as_project(train: TrainParams, labels, n_classes: int):
+    """(a) gets the project's loss (class-weighted when the default says so): (a) and (b) then differ only
+    in padding, precision, batch order and the CPU kernels, which is what the comparison is about."""
+    if train.class_weights != "balanced":
+        return None
+    from stages.train import balanced_class_weights
+
+    weights = balanced_class_weights(np.asarray(labels), n_classes)
+
+    def loss(outputs, labels, num_items_in_batch=None):
+        return torch.nn.functional.cross_entropy(outputs.logits.float(), labels, weight=weights.to(labels.device))
+
+    return loss
+
+
 def quality(args) -> None:
-    """chABSA with the builtin default model: (a) vs (b), same seeds and epochs, valid macro-F1."""
+    """chABSA with the builtin default model and params.yaml as committed: (a) vs (b), same seeds, epochs,
+    evaluation and early stopping; valid macro-F1 of the model each keeps."""
     from stages.base_model import resolve_base_model
     from stages.metrics import make_compute_metrics
-    from stages.params import DataParams, ModelParams, SplitParams, TokenizeParams
+    from stages.params import load_params
     from stages.split import make_splits, save_split
     from stages.tokenize import tokenize_all
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, EarlyStoppingCallback
 
     csv = dataset_csv("chabsa")
-    defaults = TrainParams()
+    committed = load_params(REPO / "params.yaml")
+    defaults = committed.train
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
-        dataset_dict, summary, _ = make_splits(DataParams(train_csv=str(csv)), SplitParams())
+        data_params = committed.data.model_copy(update={"train_csv": str(csv)})
+        dataset_dict, summary, _ = make_splits(data_params, committed.split)
         save_split(dataset_dict, summary, work / "split")
-        resolve_base_model(ModelParams(), str(work / "split"), str(work / "base_model"))
+        resolve_base_model(committed.model, str(work / "split"), str(work / "base_model"))
         tokenizer = AutoTokenizer.from_pretrained(str(work / "base_model"))
         tokenized, _ = tokenize_all(datasets.load_from_disk(str(work / "split")), tokenizer,
-                                    TokenizeParams().max_length)
+                                    committed.tokenize.max_length)
         names = tokenized["train"].features["label"].names
+        columns = ["input_ids", "attention_mask", "label"]
+        cut = tokenized.map(lambda row: {k: row[k][:PAD_TO] for k in columns[:2]})
         results = []
         for seed in range(42, 42 + args.seeds):
-            # (a): same tokens, cut and padded to 77, fp32, random batches, same LR schedule, epochs and seed.
+            # (a): tokens cut and padded to 77, fp32, random batches; the project's schedule, epochs, seed,
+            # loss, per-epoch evaluation and early stopping with the best model kept.
             set_seed(seed)
             model = AutoModelForSequenceClassification.from_pretrained(
                 str(work / "base_model"), num_labels=len(names))
-            a_args = usual_args(str(work / "a"), -1, torch.device("cpu"), False, False)
+            a_args = usual_args(str(work / "a"), -1, torch.device("cpu"), False, False,
+                                eval_strategy="epoch", save_strategy="epoch", save_total_limit=1,
+                                load_best_model_at_end=True, metric_for_best_model="macro_f1",
+                                greater_is_better=True, save_only_model=True)
             for key in ("num_train_epochs", "learning_rate", "weight_decay", "lr_scheduler_type"):
                 setattr(a_args, key, getattr(defaults, {"num_train_epochs": "epochs"}.get(key, key)))
             a_args.warmup_steps = defaults.warmup_ratio
             a_args.seed = a_args.data_seed = seed
-            columns = ["input_ids", "attention_mask", "label"]
-            cut = tokenized.map(lambda row: {k: row[k][:PAD_TO] for k in columns[:2]})
             usual = Trainer(model=model, args=a_args, train_dataset=cut["train"].select_columns(columns),
                             eval_dataset=cut["valid"].select_columns(columns), processing_class=tokenizer,
                             data_collator=DataCollatorWithPadding(tokenizer, padding="max_length", max_length=PAD_TO),
-                            compute_metrics=make_compute_metrics(len(names)))
+                            compute_metrics=make_compute_metrics(len(names)),
+                            compute_loss_func=same_loss_as_project(defaults, tokenized["train"]["label"], len(names)),
+                            callbacks=[EarlyStoppingCallback(defaults.early_stopping_patience)]
+                            if defaults.early_stopping_patience else None)
+            started = time.perf_counter()
             usual.train()
+            seconds_a = time.perf_counter() - started
             f1_a = usual.evaluate()["eval_macro_f1"]
-            # (b): the train stage exactly as `dvc repro` runs it with the default params.
+            # (b): the train stage exactly as `dvc repro` runs it with the committed params.
             project = build_trainer(tokenized, str(work / "base_model"), defaults.model_copy(update={"seed": seed}),
                                     str(work / "b"))
+            started = time.perf_counter()
             project.train()
+            seconds_b = time.perf_counter() - started
             f1_b = project.evaluate()["eval_macro_f1"]
             results.append((f1_a, f1_b))
             print(f"quality seed {seed}: chABSA valid macro-F1 (a) {f1_a:.4f}  (b) {f1_b:.4f}  "
-                  f"difference {f1_b - f1_a:+.4f}", flush=True)
+                  f"difference {f1_b - f1_a:+.4f}; training (a) {seconds_a:.0f} s, (b) {seconds_b:.0f} s", flush=True)
         mean_a, mean_b = np.mean(results, axis=0)
         print(f"quality: chABSA valid macro-F1 over {args.seeds} seed(s): (a) {mean_a:.4f}  (b) {mean_b:.4f}  "
-              f"difference {mean_b - mean_a:+.4f} ({defaults.epochs:g} epochs, builtin default model)", flush=True)
+              f"difference {mean_b - mean_a:+.4f} (params.yaml: {defaults.epochs:g} epochs, early stopping "
+              f"patience {defaults.early_stopping_patience}, class_weights {defaults.class_weights}; "
+              f"model {committed.model.name})", flush=True)
 
 
 def main() -> None:

@@ -39,8 +39,9 @@ def compared_scores(gold: np.ndarray, predicted: np.ndarray, n_classes: int) -> 
     return {key: scores[key] for key in COMPARED}
 
 
-def logistic_regression(max_iter: int, seed: int, c: float = 1.0) -> LogisticRegression:
-    return LogisticRegression(max_iter=max_iter, random_state=seed, C=c)
+def logistic_regression(max_iter: int, seed: int, c: float = 1.0, class_weight: str = "none") -> LogisticRegression:
+    return LogisticRegression(max_iter=max_iter, random_state=seed, C=c,
+                              class_weight="balanced" if class_weight == "balanced" else None)
 
 
 def fit_quietly(model, features, labels):
@@ -51,9 +52,9 @@ def fit_quietly(model, features, labels):
 
 
 def linear_probe(train_vectors: np.ndarray, train_labels: np.ndarray, eval_sets: dict[str, tuple[np.ndarray, np.ndarray]],
-                 n_classes: int, max_iter: int, seed: int) -> dict:
+                 n_classes: int, max_iter: int, seed: int, class_weight: str = "none") -> dict:
     """Logistic regression on frozen sentence vectors: how much the encoder alone separates the classes."""
-    probe = fit_quietly(logistic_regression(max_iter, seed), train_vectors, train_labels)
+    probe = fit_quietly(logistic_regression(max_iter, seed, class_weight=class_weight), train_vectors, train_labels)
     return {name: compared_scores(gold, probe.predict(vectors), n_classes) for name, (vectors, gold) in eval_sets.items()}
 
 
@@ -117,7 +118,8 @@ def tfidf_features(word_ngram_max: int, char_ngram_max: int):
 
 
 def tfidf_baseline(train_texts: list[str], train_labels: np.ndarray, eval_sets: dict[str, tuple[list[str], np.ndarray]],
-                   n_classes: int, word_ngram_max: int, char_ngram_max: int, c: float, max_iter: int, seed: int) -> dict:
+                   n_classes: int, word_ngram_max: int, char_ngram_max: int, c: float, max_iter: int, seed: int,
+                   class_weight: str = "none") -> dict:
     words, chars = tfidf_features(word_ngram_max, char_ngram_max)
 
     def features(texts: list[str], fit: bool):
@@ -128,7 +130,7 @@ def tfidf_baseline(train_texts: list[str], train_labels: np.ndarray, eval_sets: 
             parts.append(chars.fit_transform(normal) if fit else chars.transform(normal))
         return scipy.sparse.hstack(parts).tocsr()
 
-    model = fit_quietly(logistic_regression(max_iter, seed, c), features(train_texts, fit=True), train_labels)
+    model = fit_quietly(logistic_regression(max_iter, seed, c, class_weight), features(train_texts, fit=True), train_labels)
     return {name: compared_scores(gold, model.predict(features(texts, fit=False)), n_classes)
             for name, (texts, gold) in eval_sets.items()}
 
@@ -152,12 +154,14 @@ def run_baselines(split: datasets.DatasetDict, embeddings_dir: str | Path, param
     text_sets = {name: (split[name]["text"], np.asarray(split[name]["label"])) for name in evaluated}
     train = vectors["train"]
     return {
-        "probe": linear_probe(train, train_labels, vector_sets, n_classes, params.probe.max_iter, params.seed),
+        "probe": linear_probe(train, train_labels, vector_sets, n_classes, params.probe.max_iter, params.seed,
+                              params.class_weight),
         "mteb": mteb_protocol(train, train_labels, vector_sets, n_classes, params.mteb.n_experiments,
                               params.mteb.samples_per_label, params.mteb.max_iter, params.seed),
         "knn": knn(train, train_labels, vector_sets, n_classes, params.knn.k),
         "tfidf": tfidf_baseline(split["train"]["text"], train_labels, text_sets, n_classes, params.tfidf.word_ngram_max,
-                                params.tfidf.char_ngram_max, params.tfidf.c, params.tfidf.max_iter, params.seed),
+                                params.tfidf.char_ngram_max, params.tfidf.c, params.tfidf.max_iter, params.seed,
+                                params.class_weight),
     }
 
 

@@ -215,6 +215,9 @@ class TfidfParams(Section):
 
 class BaselinesParams(Section):
     seed: int = Field(42, description="Seed of the few-shot sampling and the logistic regressions.")
+    class_weight: Literal["none", "balanced"] = Field(
+        "none", description="Class weights of the probe and TF-IDF logistic regressions; set it like "
+        "train.class_weights so the comparison is like for like (the MTEB protocol stays unweighted).")
     probe: ProbeParams = Field(default_factory=ProbeParams)
     mteb: MtebParams = Field(default_factory=MtebParams)
     knn: KnnParams = Field(default_factory=KnnParams)

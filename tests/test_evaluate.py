@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from stages.baselines import mteb_protocol, run_baselines, undersample
+from stages.baselines import linear_probe, logistic_regression, mteb_protocol, run_baselines, undersample
 from stages.errors import UserError
 from stages.evaluate import write_outputs
 from stages.params import BaselinesParams, EvaluateParams
@@ -184,6 +184,20 @@ def test_baselines_on_separable_data(tmp_path):
         assert scores[name]["valid"]["macro_f1"] > 0.9, name
     assert scores["tfidf"]["valid"]["macro_f1"] == 1.0  # the class words never overlap
     assert scores["mteb"]["valid"]["macro_f1_mean"] > 0.8
+
+
+def test_balanced_class_weight_makes_the_regressions_predict_the_rare_class_more_often():
+    # 1 row in 10 is of class 1 and the classes overlap: unweighted, the regression leans to the majority.
+    rng = np.random.default_rng(0)
+    labels = (rng.random(1000) < 0.1).astype(int)
+    vectors = rng.normal(size=(1000, 4)) + labels[:, None] * 0.7
+    plain = logistic_regression(1000, 42).fit(vectors, labels).predict(vectors)
+    balanced = logistic_regression(1000, 42, class_weight="balanced").fit(vectors, labels).predict(vectors)
+    assert balanced.sum() > 3 * max(plain.sum(), 1)
+    eval_sets = {"valid": (vectors[800:], labels[800:])}
+    # The probe passes the choice through: its scores change with it.
+    assert (linear_probe(vectors[:800], labels[:800], eval_sets, 2, 1000, 42)
+            != linear_probe(vectors[:800], labels[:800], eval_sets, 2, 1000, 42, class_weight="balanced"))
 
 
 def test_baselines_need_the_embeddings(tmp_path):
