@@ -3,8 +3,9 @@
 - BERT-shaped encoders run packed (stages/packed_encoder.py): texts sorted by length and laid end to
   end, no padding, fixed-shape matrix multiplies, so a text's vector is the same whatever batch it
   lands in. Other architectures run in length-sorted, dynamically padded batches.
-- bf16 on CPUs with AMX/AVX-512-BF16 and on GPUs (`embed.precision: auto`): the model is cast to
-  bf16 (cheaper than autocast, which re-casts every weight on every call); fp16 (GPU) uses autocast.
+- bf16 on CPUs with AMX/AVX-512-BF16 (`embed.precision: auto`; fp32 on GPUs, where bf16 measured slower):
+  the model is cast to bf16 (cheaper than autocast, which re-casts every weight on every call); fp16 (GPU)
+  uses autocast.
 - Vectors are written straight into a preallocated .npy (open_memmap) in the split's row order, and
   written pages are handed back to the OS as we go, so memory does not grow with the number of texts.
 - Incremental: vectors are cached per text (stages/embed_cache.py); a rerun after appending rows only
@@ -195,10 +196,18 @@ def cache_namespace(model_dir: str, encoder: Encoder, max_length: int) -> bytes:
     return namespace({"model_files": hash_directory(model_dir), "max_length": max_length, **encoder.describe()})
 
 
+def embed_dtype(precision: str, device: torch.device):
+    """As the train stage's choice, except `auto` on CUDA is fp32: measured on an H200, bf16 inference was
+    slower than fp32 at these batch sizes (launch-bound; the casts add kernels), for sentence-transformers too."""
+    if precision == "auto" and device.type == "cuda":
+        return None
+    return resolve_precision(precision, device, "embed.precision")
+
+
 def embed_splits(tokenized: datasets.DatasetDict, model_dir: str, embed: EmbedParams, out_dir: Path,
                  max_length: int, use_cache: bool = True) -> dict:
     device = resolve_device(embed.device)
-    dtype = resolve_precision(embed.precision, device, "embed.precision")
+    dtype = embed_dtype(embed.precision, device)
     encoder = Encoder(load_encoder(model_dir, embed.pooling, device), embed, device, dtype)
     space = cache_namespace(model_dir, encoder, max_length)
     cache = None

@@ -108,7 +108,7 @@ class EmbedParams(Section):
     max_tokens: int = Field(
         2048, ge=64, description="At most this many tokens per forward pass; for BERT models also the fixed "
         "row block of every matrix multiply (what makes a text's vector independent of its batch).")
-    precision: Precision = Field("auto", description="auto: bf16 where the hardware supports it, else fp32.")
+    precision: Precision = Field("auto", description="auto: bf16 on AMX / AVX512-BF16 CPUs, fp32 on GPUs and other CPUs.")
     device: Device = Field("auto", description="auto: CUDA when present, else CPU.")
     cache: bool = Field(True, description="Reuse vectors of texts embedded before (per-text cache); "
                         "`python -m stages.embed --no-cache` turns it off for one run.")

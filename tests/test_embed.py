@@ -248,3 +248,13 @@ def test_dvc_repro_after_appending_rows_embeds_only_new_texts(tmp_path):
     run(["python", "-m", "stages.embed", "--no-cache"], repo)
     for name, data in incremental.items():
         assert (repo / "data" / "embeddings" / f"{name}.npy").read_bytes() == data
+
+
+def test_auto_precision_is_bf16_on_fast_cpus_and_fp32_on_cuda():
+    from stages.embed import embed_dtype
+    from stages.hardware import cpu_has_fast_bf16
+
+    assert embed_dtype("auto", torch.device("cuda")) is None  # fp32: bf16 measured slower on an H200
+    assert embed_dtype("bf16", torch.device("cuda")) == torch.bfloat16
+    assert embed_dtype("fp32", torch.device("cpu")) is None
+    assert embed_dtype("auto", torch.device("cpu")) == (torch.bfloat16 if cpu_has_fast_bf16() else None)
