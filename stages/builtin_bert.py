@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import BertConfig, BertForMaskedLM, BertJapaneseTokenizer, DataCollatorForLanguageModeling
 
+from stages.cpu_speed import use_hash_dropout
 from stages.params import BuiltinModelParams
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -97,6 +98,22 @@ def autocast_context(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def masked_lm_loss(model: BertForMaskedLM, batch: dict) -> torch.Tensor:
+    """BertForMaskedLM's loss, with the vocabulary head applied to the masked positions only: the other
+    ~85 % of positions have label -100 and do not enter the loss, but their vocab-sized logits were the
+    largest matmul and softmax of a step."""
+    labels = batch["labels"]
+    hidden = model.bert(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                        token_type_ids=batch.get("token_type_ids")).last_hidden_state
+    masked = labels != -100
+    logits = model.cls(hidden[masked])
+    return torch.nn.functional.cross_entropy(logits.float(), labels[masked])
+
+
 def pretrain_mlm(model: BertForMaskedLM, tokenizer: BertJapaneseTokenizer, texts: list[str], steps: int,
                  size: BuiltinModelParams, max_length: int, autocast_dtype: torch.dtype | None = None) -> float:
     """Masked-LM pretraining for `steps` steps; returns the mean loss of the last tenth of the steps."""
@@ -105,7 +122,10 @@ def pretrain_mlm(model: BertForMaskedLM, tokenizer: BertJapaneseTokenizer, texts
     encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=size.mlm_probability, seed=size.seed)
     generator = torch.Generator().manual_seed(size.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=size.pretrain_learning_rate, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=size.pretrain_learning_rate, weight_decay=0.01,
+                                  fused=True)
+    if device_of(model).type == "cpu":
+        use_hash_dropout(model)  # cheaper dropout masks on CPU (stages/cpu_speed.py)
     warmup = max(1, steps // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, max(0.0, (steps - step) / max(1, steps - warmup))))
@@ -120,7 +140,7 @@ def pretrain_mlm(model: BertForMaskedLM, tokenizer: BertJapaneseTokenizer, texts
         batch = collator([{"input_ids": encoded[i]} for i in batch_ids])
         batch = {k: v.to(device) for k, v in batch.items()}
         with autocast_context(device, autocast_dtype):
-            loss = model(**batch).loss
+            loss = masked_lm_loss(model, batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()

@@ -64,3 +64,18 @@ def test_tokenize_truncates_and_reports(builtin_dir):
     assert report["train"]["truncated"] == sum(len(tokenizer(t)["input_ids"]) > 12 for t in dataset_dict["train"]["text"])
     assert report["train"]["unk_rate"] > 0  # 龘 never occurred in the training texts
     assert "text" not in tokenized["train"].column_names
+
+
+def test_masked_only_head_gives_the_masked_lm_loss_of_transformers(builtin_dir):
+    from transformers import BertForMaskedLM, DataCollatorForLanguageModeling
+
+    from stages.builtin_bert import masked_lm_loss
+
+    tokenizer = AutoTokenizer.from_pretrained(str(builtin_dir))
+    model = BertForMaskedLM.from_pretrained(str(builtin_dir)).eval()  # eval: no dropout, same forward twice
+    texts = ["この商品はとても良かったです。", "配送が遅くて残念でした。", "普通の品質だと思います。"]
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.3, seed=0)
+    batch = collator([{"input_ids": ids} for ids in tokenizer(texts)["input_ids"]])
+    assert (batch["labels"] != -100).any()
+    with torch.no_grad():
+        torch.testing.assert_close(masked_lm_loss(model, batch), model(**batch).loss, rtol=1e-5, atol=1e-6)
