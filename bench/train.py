@@ -209,7 +209,7 @@ def quality(args) -> None:
         columns = ["input_ids", "attention_mask", "label"]
         cut = tokenized.map(lambda row: {k: row[k][:PAD_TO] for k in columns[:2]})
         results = []
-        for seed in range(42, 42 + args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             # (a): tokens cut and padded to 77, fp32, random batches; the project's schedule, epochs, seed,
             # loss, per-epoch evaluation and early stopping with the best model kept.
             set_seed(seed)
@@ -262,6 +262,7 @@ def main() -> None:
     parser.add_argument("--quality", action="store_true", help="also compare chABSA macro-F1 of (a) and (b)")
     parser.add_argument("--no-speed", action="store_true", help="skip the speed part")
     parser.add_argument("--seeds", type=int, default=1, help="seeds for --quality (mean reported)")
+    parser.add_argument("--first-seed", type=int, default=42, help="first of the --quality seeds")
     args = parser.parse_args()
     hf_logging.set_verbosity_error()
     device = resolve_device(args.device)
