@@ -98,10 +98,6 @@ def autocast_context(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def device_of(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 def masked_lm_loss(model: BertForMaskedLM, batch: dict) -> torch.Tensor:
     """BertForMaskedLM's loss, with the vocabulary head applied to the masked positions only: the other
     ~85 % of positions have label -100 and do not enter the loss, but their vocab-sized logits were the
@@ -124,7 +120,8 @@ def pretrain_mlm(model: BertForMaskedLM, tokenizer: BertJapaneseTokenizer, texts
     generator = torch.Generator().manual_seed(size.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=size.pretrain_learning_rate, weight_decay=0.01,
                                   fused=True)
-    if device_of(model).type == "cpu":
+    device = next(model.parameters()).device
+    if device.type == "cpu":
         use_hash_dropout(model)  # cheaper dropout masks on CPU (stages/cpu_speed.py)
     warmup = max(1, steps // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -132,7 +129,6 @@ def pretrain_mlm(model: BertForMaskedLM, tokenizer: BertJapaneseTokenizer, texts
     model.train()
     losses: list[float] = []
     order: list[int] = []
-    device = next(model.parameters()).device
     for _ in tqdm(range(steps), desc="pretrain builtin BERT (masked LM)", unit="step"):
         if len(order) < size.pretrain_batch_size:
             order += torch.randperm(len(encoded), generator=generator).tolist()

@@ -151,7 +151,8 @@ class ProjectTrainer(Trainer):
     # ---- clipping folded into fused AdamW (stages/cpu_speed.py) ----
     def _clip_grad_norm(self, model):
         grads_dtype = next((p.grad.dtype for p in model.parameters() if p.grad is not None), None)
-        if not cpu_speed.fused_clip_applies(self.optimizer, grads_dtype, getattr(self.accelerator, "scaler", None) is not None):
+        has_scaler = getattr(self.accelerator, "scaler", None) is not None
+        if not cpu_speed.fused_clip_applies(self.optimizer, grads_dtype, has_scaler):
             return super()._clip_grad_norm(model)
         return cpu_speed.defer_clip_to_fused_adamw(cpu_speed.fused_adamw(self.optimizer), model.parameters(),
                                                    self.args.max_grad_norm)
