@@ -109,8 +109,8 @@ def defer_clip_to_fused_adamw(optimizer: torch.optim.Optimizer, params: Iterable
     grads = [p.grad for p in params if p.grad is not None]
     norm = fp32_grad_norm(grads)
     # clip_grad_norm_ multiplies by max_norm / (norm + 1e-6) when that is below 1; the kernel divides by grad_scale.
-    divisor = (norm + 1e-6) / max_norm
-    optimizer.grad_scale = divisor if float(divisor) > 1.0 else None
+    # Clamped at 1 (dividing by 1.0 is exact) rather than tested in Python: no device sync on a GPU.
+    optimizer.grad_scale = torch.clamp((norm + 1e-6) / max_norm, min=1.0)
     return norm
 
 
