@@ -109,11 +109,11 @@ def baseline(model, tokenizer, texts: list[str], device: str) -> np.ndarray:
 
 def project_encoder(precision: str, device: str, pooling: str = "cls"):
     """The embed stage's encoder, loaded as the stage loads it (outside the timed part, like the others)."""
-    from stages.embed import Encoder, load_encoder
-    from stages.hardware import resolve_device, resolve_precision
-    from stages.params import EmbedParams
+    from stages.common.hardware import resolve_device, resolve_precision
+    from stages.common.params import EmbedParams
+    from stages.modeling.encoder import Encoder, load_encoder
 
-    params = EmbedParams(pooling=pooling, precision=precision, device=device, cache=False)
+    params = EmbedParams.from_project(pooling=pooling, precision=precision, device=device, cache=False)
     torch_device = resolve_device(params.device)
     return Encoder(load_encoder(str(MODEL_DIR), pooling, torch_device), params, torch_device,
                    resolve_precision(params.precision, torch_device))
@@ -123,7 +123,7 @@ def project(encoder, tokenizer, texts: list[str], workdir: Path) -> np.ndarray:
     """The embed stage's own path: tokenize (as the tokenize stage does), then embed_table into an .npy."""
     from numpy.lib.format import open_memmap
 
-    from stages.embed import TokenTable, embed_table
+    from stages.modeling.encoder import TokenTable, embed_table
 
     table = TokenTable.from_lists(tokenizer(texts, truncation=True, max_length=512)["input_ids"])
     out = open_memmap(workdir / "vectors.npy", mode="w+", dtype=np.float32, shape=(len(table), encoder.dim))
@@ -211,10 +211,17 @@ def bench_rss_100k(args: argparse.Namespace, device: str, workdir: Path) -> None
     import datasets
     from numpy.lib.format import open_memmap
 
-    from stages.embed import CACHE_FILE, Encoder, TokenTable, cache_namespace, embed_table, load_encoder
-    from stages.embed_cache import VectorCache
-    from stages.hardware import resolve_device, resolve_precision
-    from stages.params import EmbedParams
+    from stages.common.hardware import resolve_device, resolve_precision
+    from stages.common.params import EmbedParams
+    from stages.modeling.embed_cache import VectorCache
+    from stages.modeling.encoder import (
+        CACHE_FILE,
+        Encoder,
+        TokenTable,
+        cache_namespace,
+        embed_table,
+        load_encoder,
+    )
 
     count = args.rss_texts
     rng = np.random.default_rng(args.seed)
@@ -224,7 +231,7 @@ def bench_rss_100k(args: argparse.Namespace, device: str, workdir: Path) -> None
     datasets.Dataset.from_dict({"input_ids": ids}).save_to_disk(str(workdir / "synthetic"))
     del ids
     split = datasets.load_from_disk(str(workdir / "synthetic"))
-    params = EmbedParams(precision="auto", device=device, cache=True, cache_dir=str(workdir / "cache"))
+    params = EmbedParams.from_project(precision="auto", device=device, cache=True, cache_dir=str(workdir / "cache"))
     torch_device = resolve_device(device)
     before_model = rss_bytes()
     model = load_encoder(str(MODEL_DIR), params.pooling, torch_device)

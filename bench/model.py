@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from transformers import BertConfig, BertModel
 
-from stages.builtin_bert import save_tokenizer, segment, train_wordpiece_vocab
+from stages.modeling.builtin import save_tokenizer, segment, train_wordpiece_vocab
 
 VOCAB_SIZE = 32000
 

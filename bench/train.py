@@ -37,13 +37,21 @@ import datasets  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from transformers import (BertConfig, BertForSequenceClassification, DataCollatorWithPadding, Trainer,  # noqa: E402
-                          TrainerCallback, TrainingArguments, logging as hf_logging, set_seed)
+from transformers import (  # noqa: E402
+    BertConfig,
+    BertForSequenceClassification,
+    DataCollatorWithPadding,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+from transformers import logging as hf_logging
 
-from stages.builtin_bert import save_tokenizer, segment, train_wordpiece_vocab  # noqa: E402
-from stages.hardware import resolve_device  # noqa: E402
-from stages.params import TrainParams  # noqa: E402
-from stages.train import build_trainer  # noqa: E402
+from stages.common.hardware import resolve_device  # noqa: E402
+from stages.common.params import TrainParams  # noqa: E402
+from stages.modeling.builtin import save_tokenizer, segment, train_wordpiece_vocab  # noqa: E402
+from stages.modeling.training import build_trainer  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 SETS = {"jcola": "jcola_acceptability", "chabsa": "chabsa_sentiment"}
@@ -122,7 +130,7 @@ def time_usual(data, model_dir, tokenizer, steps, warmup, device, padded: bool, 
 
 
 def time_project(data, model_dir, steps, warmup, device) -> float:
-    train = TrainParams(max_steps=warmup + steps, batch_size=BATCH, eval_strategy="no", save_strategy="no",
+    train = TrainParams.from_project(max_steps=warmup + steps, batch_size=BATCH, eval_strategy="no", save_strategy="no",
                         early_stopping_patience=0, learning_rate=5e-5)
     timer = StepTimer(warmup, steps)
     with tempfile.TemporaryDirectory() as out:
@@ -173,7 +181,7 @@ def same_loss_as_project(train: TrainParams, labels, n_classes: int):
     in padding, precision, batch order and the CPU kernels, which is what the comparison is about."""
     if train.class_weights != "balanced":
         return None
-    from stages.train import balanced_class_weights
+    from stages.modeling.training import balanced_class_weights
 
     weights = balanced_class_weights(np.asarray(labels), n_classes)
 
@@ -186,12 +194,17 @@ def same_loss_as_project(train: TrainParams, labels, n_classes: int):
 def quality(args) -> None:
     """chABSA with the builtin default model and params.yaml as committed: (a) vs (b), same seeds, epochs,
     evaluation and early stopping; valid macro-F1 of the model each keeps."""
-    from stages.base_model import resolve_base_model
-    from stages.metrics import make_compute_metrics
-    from stages.params import load_params
-    from stages.split import make_splits, save_split
-    from stages.tokenize import tokenize_all
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, EarlyStoppingCallback
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        EarlyStoppingCallback,
+    )
+
+    from stages.common.params import load_params
+    from stages.dataset.splitting import make_splits, save_split
+    from stages.dataset.tokenizing import tokenize_all
+    from stages.evaluation.metrics import make_compute_metrics
+    from stages.modeling.base import resolve_base_model
 
     csv = dataset_csv("chabsa")
     committed = load_params(REPO / "params.yaml")
@@ -226,7 +239,7 @@ def quality(args) -> None:
             usual = Trainer(model=model, args=a_args, train_dataset=cut["train"].select_columns(columns),
                             eval_dataset=cut["valid"].select_columns(columns), processing_class=tokenizer,
                             data_collator=DataCollatorWithPadding(tokenizer, padding="max_length", max_length=PAD_TO),
-                            compute_metrics=make_compute_metrics(len(names)),
+                            compute_metrics=make_compute_metrics(len(names), 1),
                             compute_loss_func=same_loss_as_project(defaults, tokenized["train"]["label"], len(names)),
                             callbacks=[EarlyStoppingCallback(defaults.early_stopping_patience)]
                             if defaults.early_stopping_patience else None)

@@ -23,13 +23,13 @@ from typing import Optional, Sequence, TextIO
 import numpy as np
 import pandas as pd
 
-from stages.errors import UserError, stage_entry
-from stages.tables import decode_bytes, read_table, require_column
+from stages.common.errors import UserError, stage_entry
+from stages.dataset.tables import decode_bytes, read_table, require_column
+from stages.modeling.inference import PROBABILITY_DIGITS, probability_columns
 
 # Below this many texts the progress bars are noise; above it, MeCab + the model take seconds or more.
 PROGRESS_MIN_TEXTS = 500
 TOKENIZE_CHUNK = 1000
-PROBABILITY_DIGITS = 6  # as in data/eval/predictions.csv
 FORMATS = ("csv", "jsonl")
 
 
@@ -80,7 +80,11 @@ def texts_from_file(path: str, text_column: str, id_column: str, encoding: str =
 def load_classifier(model_dir: str):
     """(model, tokenizer) from a directory written by the train or package stage, checked first so that a
     wrong directory gives a one-line error instead of a transformers traceback."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
     from transformers.utils import logging as transformers_logging
 
     # The "Loading weights" bar of a small local model is noise in a command's output.
@@ -146,8 +150,8 @@ def predict_texts(model, tokenizer, texts: list[str], batch_size: int = 64, devi
                   precision: str = "fp32", max_length: Optional[int] = None,
                   progress: Optional[bool] = None) -> np.ndarray:
     """Probabilities (len(texts), num_labels) in input order, batched with dynamic padding."""
-    from stages.hardware import resolve_device, resolve_precision
-    from stages.inference import predict_proba
+    from stages.common.hardware import resolve_device, resolve_precision
+    from stages.modeling.inference import predict_proba
 
     if progress is None:
         progress = len(texts) >= PROGRESS_MIN_TEXTS
@@ -166,15 +170,13 @@ def top_k_indices(probabilities: np.ndarray, k: int) -> np.ndarray:
 def result_frame(texts: list[str], probabilities: np.ndarray, names: list[str], ids: Optional[list[str]] = None,
                  top_k: int = 0, id_column: str = "id") -> pd.DataFrame:
     """One row per text: [id], text, label, p_<class> for every class, then label_i/score_i for the top k."""
-    # float64 before rounding: a rounded float32 prints as 0.03782900050282478 in JSON.
-    rounded = probabilities.astype(np.float64).round(PROBABILITY_DIGITS)
+    rounded = np.asarray(probabilities, dtype=np.float64).round(PROBABILITY_DIGITS)
     columns: dict = {}
     if ids is not None:
         columns[id_column] = ids
     columns["text"] = texts
     columns["label"] = [names[i] for i in probabilities.argmax(axis=1)]
-    for i, name in enumerate(names):
-        columns[f"p_{name}"] = rounded[:, i]
+    columns.update(probability_columns(probabilities, names))
     if top_k:
         ranked = top_k_indices(probabilities, top_k)
         for rank in range(top_k):
@@ -214,7 +216,7 @@ def write_output(content: str, output: str, stdout: TextIO) -> None:
         stdout.write(content)
         stdout.flush()
         return
-    from stages.outputs import atomic_file
+    from stages.common.outputs import atomic_file
 
     target = Path(output)
     if target.is_dir():

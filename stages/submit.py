@@ -3,70 +3,14 @@
 Columns: `data.id_column`, `data.label_column` (the predicted class name), then `p_<class>` for every
 class. The file always exists, because DVC requires declared outputs: without an unlabelled test set
 (`data.test_csv` unset, or a test file that has labels and is scored by the evaluate stage instead) it
-holds the header line only. Probabilities come from `stages.inference.predict_proba` on the tokenize
+holds the header line only. Probabilities come from `stages.modeling.inference.predict_proba` on the tokenize
 stage's ids, exactly as in the evaluate stage.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-import datasets
-import numpy as np
-import pandas as pd
-
-from stages.errors import UserError, stage_entry
-from stages.outputs import atomic_file
-from stages.params import DataParams, load_params
-
-PROBABILITY_DIGITS = 6
-
-
-def submission_columns(names: list[str], id_column: str, label_column: str) -> list[str]:
-    columns = [id_column, label_column] + [f"p_{name}" for name in names]
-    if len(set(columns)) != len(columns):
-        raise UserError(f"data.id_column {id_column!r} and data.label_column {label_column!r} collide with the "
-                        f"probability columns {columns[2:]}; rename one of them")
-    return columns
-
-
-def submission_frame(ids: list[str], probabilities: np.ndarray, names: list[str], id_column: str,
-                     label_column: str) -> pd.DataFrame:
-    columns = submission_columns(names, id_column, label_column)
-    frame = pd.DataFrame({columns[0]: ids, columns[1]: [names[i] for i in probabilities.argmax(axis=1)]})
-    for i, name in enumerate(names):
-        frame[f"p_{name}"] = probabilities[:, i].round(PROBABILITY_DIGITS)
-    return frame[columns]
-
-
-def unlabelled_test(split: datasets.DatasetDict) -> bool:
-    return "test" in split and "label" not in split["test"].column_names
-
-
-def make_submission(paths, data: DataParams, batch_size: int) -> tuple[pd.DataFrame, str]:
-    """(submission frame, one-line description of what it holds)."""
-    split = datasets.load_from_disk(paths.split)
-    names = split["train"].features["label"].names
-    if not unlabelled_test(split):
-        why = ("the test file is labelled: its scores are in the evaluate stage's metrics" if "test" in split
-               else "data.test_csv is not set")
-        empty = pd.DataFrame(columns=submission_columns(names, data.id_column, data.label_column))
-        return empty, f"header only ({why})"
-    from transformers import AutoModelForSequenceClassification
-
-    from stages.hardware import resolve_device
-    from stages.inference import predict_proba
-
-    tokenized = datasets.load_from_disk(paths.tokenized)
-    model = AutoModelForSequenceClassification.from_pretrained(paths.model, use_safetensors=True)
-    probabilities = predict_proba(model, tokenized["test"]["input_ids"], batch_size, resolve_device("auto"),
-                                  desc="predict test")
-    frame = submission_frame(split["test"]["id"], probabilities, names, data.id_column, data.label_column)
-    return frame, f"{len(frame)} unlabelled test rows"
-
-
-def write_submission(frame: pd.DataFrame, path: str | Path) -> None:
-    with atomic_file(path) as tmp:
-        frame.to_csv(tmp, index=False, lineterminator="\n")
+from stages.common.errors import stage_entry
+from stages.common.params import load_params
+from stages.modeling.submission import make_submission, write_submission
 
 
 @stage_entry

@@ -1,7 +1,6 @@
 """Shared test helpers: a tiny model configuration and temporary copies of the repo for real `dvc repro` runs."""
 from __future__ import annotations
 
-import copy
 import os
 import shutil
 import subprocess
@@ -11,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from stages.common.params import deep_update  # noqa: F401  (tests import it from here)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -26,16 +27,6 @@ TINY = {
     "tokenize": {"max_length": 64},
     "train": {"epochs": 4, "batch_size": 16, "learning_rate": 0.002, "warmup_ratio": 0.0},
 }
-
-
-def deep_update(base: dict, update: dict) -> dict:
-    merged = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_update(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def repo_files() -> list[str]:

@@ -6,13 +6,13 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer, BertJapaneseTokenizer
 
-from stages.builtin_bert import build_builtin, segment, train_wordpiece_vocab
-from stages.params import BuiltinModelParams
-from stages.tokenize import tokenize_all
+from stages.common.params import BuiltinModelParams
+from stages.dataset.tokenizing import tokenize_all
+from stages.modeling.builtin import build_builtin, segment, train_wordpiece_vocab
 
 TEXTS = ["吾輩は猫である。名前はまだ無い。", "どこで生れたかとんと見当がつかぬ。", "薔薇と檸檬と鬱金香の話。",
          "何でも薄暗いじめじめした所でニャーニャー泣いていた事だけは記憶している。"] * 5
-TINY = BuiltinModelParams(vocab_size=300, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+TINY = BuiltinModelParams.from_project(vocab_size=300, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                           intermediate_size=32, max_position_embeddings=64, pretrain_batch_size=4)
 
 
@@ -69,7 +69,7 @@ def test_tokenize_truncates_and_reports(builtin_dir):
 def test_masked_only_head_gives_the_masked_lm_loss_of_transformers(builtin_dir):
     from transformers import BertForMaskedLM, DataCollatorForLanguageModeling
 
-    from stages.builtin_bert import masked_lm_loss
+    from stages.modeling.builtin import masked_lm_loss
 
     tokenizer = AutoTokenizer.from_pretrained(str(builtin_dir))
     model = BertForMaskedLM.from_pretrained(str(builtin_dir)).eval()  # eval: no dropout, same forward twice

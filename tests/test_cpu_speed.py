@@ -9,8 +9,15 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 
-from stages.cpu_speed import (HashDropout, defer_clip_to_fused_adamw, fused_adamw, fused_clip_applies,
-                              hash_keep_mask, kept_fraction, use_hash_dropout)
+from stages.modeling.cpu_speed import (
+    HashDropout,
+    defer_clip_to_fused_adamw,
+    fused_adamw,
+    fused_clip_applies,
+    hash_keep_mask,
+    kept_fraction,
+    use_hash_dropout,
+)
 
 
 @pytest.mark.parametrize("p", [0.1, 0.3, 0.5])

@@ -8,11 +8,19 @@ import torch
 from numpy.lib.format import open_memmap
 from transformers import BertConfig, BertForMaskedLM, BertModel
 
-from stages.embed import CACHE_FILE, Encoder, TokenTable, embed_splits, embed_table, load_encoder, parse_args
-from stages.embed_cache import VectorCache
-from stages.errors import UserError
-from stages.hardware import resolve_precision
-from stages.params import EmbedParams
+from stages.common.errors import UserError
+from stages.common.hardware import resolve_precision
+from stages.common.params import EmbedParams
+from stages.embed import parse_args
+from stages.modeling.embed_cache import VectorCache
+from stages.modeling.encoder import (
+    CACHE_FILE,
+    Encoder,
+    TokenTable,
+    embed_splits,
+    embed_table,
+    load_encoder,
+)
 
 CPU = torch.device("cpu")
 TINY_CONFIG = dict(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -43,7 +51,7 @@ def random_sequences(count, seed=0, low=2, high=40):
 
 
 def make_encoder(model_dir, **params) -> Encoder:
-    embed = EmbedParams(device="cpu", **params)
+    embed = EmbedParams.from_project(device="cpu", **params)
     return Encoder(load_encoder(model_dir, embed.pooling, CPU), embed, CPU, resolve_precision(embed.precision, CPU))
 
 
@@ -123,7 +131,7 @@ def as_splits(train, valid):
 
 
 def run_embed(model_dir, splits, out_dir, cache_dir, use_cache=True, max_length=64, **params):
-    embed = EmbedParams(device="cpu", cache_dir=str(cache_dir), **params)
+    embed = EmbedParams.from_project(device="cpu", cache_dir=str(cache_dir), **params)
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = embed_splits(splits, model_dir, embed, out_dir, max_length, use_cache=use_cache)
     return counts, {name: np.load(out_dir / f"{name}.npy") for name in splits}
@@ -221,7 +229,7 @@ def test_dvc_repro_after_appending_rows_embeds_only_new_texts(tmp_path):
     import pandas as pd
     from transformers import BertJapaneseTokenizer
 
-    from stages.builtin_bert import save_tokenizer, segment, train_wordpiece_vocab
+    from stages.modeling.builtin import save_tokenizer, segment, train_wordpiece_vocab
     from tests.conftest import REPO, make_pipeline_repo, run
 
     csv = pd.read_csv(REPO / "data" / "sample" / "train.csv")
@@ -251,8 +259,8 @@ def test_dvc_repro_after_appending_rows_embeds_only_new_texts(tmp_path):
 
 
 def test_auto_precision_is_bf16_on_fast_cpus_and_fp32_on_cuda():
-    from stages.embed import embed_dtype
-    from stages.hardware import cpu_has_fast_bf16
+    from stages.common.hardware import cpu_has_fast_bf16
+    from stages.modeling.encoder import embed_dtype
 
     assert embed_dtype("auto", torch.device("cuda")) is None  # fp32: bf16 measured slower on an H200
     assert embed_dtype("bf16", torch.device("cuda")) == torch.bfloat16

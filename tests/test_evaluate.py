@@ -9,13 +9,25 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from stages.baselines import linear_probe, logistic_regression, mteb_protocol, run_baselines, undersample
-from stages.errors import UserError
-from stages.evaluate import write_outputs
-from stages.params import BaselinesParams, EvaluateParams
-from stages.report import missing_references, referenced_files
-from stages.scoring import (curve_frames, expected_calibration_error, positive_index, ranking_scores,
-                            reliability_table, safe_filename)
+from stages.common.errors import UserError
+from stages.common.outputs import class_file_stems
+from stages.common.params import BaselinesParams, EvaluateParams
+from stages.evaluation.baselines import (
+    linear_probe,
+    logistic_regression,
+    mteb_protocol,
+    run_baselines,
+    undersample,
+)
+from stages.evaluation.evaluator import write_outputs
+from stages.evaluation.metrics import (
+    curve_frames,
+    expected_calibration_error,
+    positive_index,
+    ranking_scores,
+    reliability_table,
+)
+from stages.evaluation.report import missing_references, referenced_files
 
 
 def assert_meaningful_png(path) -> None:
@@ -52,7 +64,7 @@ def run_write_outputs(tmp_path, names, sets, positive=1, params=None):
                "all_texts": {"train": ["短い"] * 10 + ["少し長いテキスト"] * 5, "valid": sets["valid"]["texts"]},
                "token_report": {"valid": {"mean_tokens": 7.25, "truncated_rate": 0.0}}, "title": "test report"}
     out = tmp_path / "eval"
-    metrics = write_outputs(out, names, positive, sets, vectors, labels, BASELINES, params or EvaluateParams(), context)
+    metrics = write_outputs(out, names, positive, sets, vectors, labels, BASELINES, params or EvaluateParams.from_project(), context)
     return out, metrics
 
 
@@ -115,7 +127,7 @@ def test_positive_label_chooses_the_binary_scores(tmp_path):
     out, flipped = run_write_outputs(tmp_path / "flipped", names, sets, positive=positive_index(names, "normal"))
     assert default["valid"]["f1"] == default["valid"]["per_class"]["toxic"]["f1"]
     assert flipped["valid"]["f1"] == flipped["valid"]["per_class"]["normal"]["f1"]
-    assert [p.name for p in (out / "roc").iterdir()] == ["normal.csv"]
+    assert [p.name for p in (out / "roc").iterdir()] == ["0-normal.csv"]
     assert default["valid"]["roc_auc"] == pytest.approx(flipped["valid"]["roc_auc"], abs=1e-6)  # AUC is symmetric
     with pytest.raises(UserError, match="evaluate.positive_label: 'spam' is not a class"):
         positive_index(names, "spam")
@@ -141,10 +153,12 @@ def test_class_missing_from_valid_gets_placeholder_curve_and_is_left_out_of_auc(
     assert set(curves["roc"]) == {0, 1, 2} and len(curves["roc"][2]) == 2
 
 
-def test_safe_filenames_are_unique_and_path_free():
-    taken: set[str] = set()
-    assert [safe_filename(n, i, taken) for i, n in enumerate(["a/b", "a b", "肯定", "..", "a_b"])] == \
-        ["a_b", "a_b_1", "肯定", "class3", "a_b_4"]
+def test_class_file_stems_are_unique_short_and_path_free():
+    names = ["a/b", "a b", "肯定", "..", "a_b", "x", "x_2", "x~", "X", "長" * 90, "長" * 90 + "x"]
+    stems = class_file_stems(names)
+    assert stems[:5] == ["0-a_b", "1-a_b", "2-肯定", "3", "4-a_b"]
+    assert len({s.lower() for s in stems}) == len(names)  # unique even on case-insensitive file systems
+    assert all(len(s.encode()) < 200 and "/" not in s and not s.startswith(".") for s in stems)
 
 
 def test_mteb_undersampling_takes_samples_per_label_of_each_class():
@@ -178,7 +192,7 @@ def test_baselines_on_separable_data(tmp_path):
     for name, part in split.items():
         labels = np.asarray(part["label"])
         np.save(tmp_path / f"{name}.npy", (rng.normal(size=(len(labels), 8)) + 3 * labels[:, None]).astype(np.float32))
-    scores = run_baselines(split, tmp_path, BaselinesParams())
+    scores = run_baselines(split, tmp_path, BaselinesParams.from_project())
     assert set(scores) == {"probe", "mteb", "knn", "tfidf"}
     for name in ("probe", "knn", "tfidf"):
         assert scores[name]["valid"]["macro_f1"] > 0.9, name
@@ -204,4 +218,4 @@ def test_baselines_need_the_embeddings(tmp_path):
     features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["a", "b"])})
     part = datasets.Dataset.from_dict({"text": ["x", "y"], "label": [0, 1]}, features=features)
     with pytest.raises(UserError, match="embeddings missing"):
-        run_baselines(datasets.DatasetDict({"train": part, "valid": part}), tmp_path, BaselinesParams())
+        run_baselines(datasets.DatasetDict({"train": part, "valid": part}), tmp_path, BaselinesParams.from_project())

@@ -9,7 +9,7 @@ import json
 import pandas as pd
 import pytest
 
-from stages.report import missing_references
+from stages.evaluation.report import missing_references
 from tests.conftest import copy_repo, run
 from tests.test_evaluate import assert_meaningful_png
 

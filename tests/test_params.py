@@ -1,28 +1,65 @@
-"""params.yaml validation: defaults, the committed file, and messages for typos and bad values."""
+"""params.yaml validation: one source of defaults, the committed file, and messages for typos and bad values."""
 from __future__ import annotations
 
 import pytest
-import yaml
+from pydantic import BaseModel
 
-from stages.errors import UserError
-from stages.params import Params, load_params, parse_params
-from tests.conftest import REPO
+from stages.common.errors import UserError
+from stages.common.params import (
+    Params,
+    TrainParams,
+    load_params,
+    parse_params,
+    project_params,
+    project_raw,
+)
+from tests.conftest import REPO, deep_update
 
 
-def test_committed_params_file_is_valid_and_complete():
+def schema_fields(model: type[BaseModel] = Params, prefix: str = ""):
+    for name, field in model.model_fields.items():
+        yield prefix + name, field
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            yield from schema_fields(field.annotation, f"{prefix}{name}.")
+
+
+def test_schema_holds_no_defaults_only_descriptions():
+    """params.yaml is the one place values live: a second set of defaults in the schema could disagree."""
+    fields = list(schema_fields())
+    assert len(fields) > 80
+    with_default = [key for key, field in fields if not field.is_required()]
+    assert not with_default, f"schema fields with a default (put the value in params.yaml): {with_default}"
+    undocumented = [key for key, field in fields if not field.description]
+    assert not undocumented, f"schema fields without a description: {undocumented}"
+
+
+def test_committed_params_file_is_valid():
     params = load_params(REPO / "params.yaml")
-    raw = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-    # every declared section and key appears in the committed file, so the README table is the whole story
-    for section, fields in Params.model_fields.items():
-        assert section in raw
-        declared = set(type(getattr(params, section)).model_fields)
-        assert declared == set(raw[section]), section
+    assert params.train.class_weights == project_raw()["train"]["class_weights"]
+
+
+def test_a_deleted_key_is_an_error_not_a_silent_default(tmp_path):
+    raw = project_raw()
+    del raw["train"]["learning_rate"]
+    with pytest.raises(UserError, match=r"missing key 'train.learning_rate'") as err:
+        parse_params(raw)
+    assert "\n" not in str(err.value)
+
+
+def test_sections_from_project_are_the_params_file_values():
+    raw = project_raw()
+    assert TrainParams.from_project() == project_params().train
+    assert TrainParams.from_project(epochs=2).epochs == 2
+    assert TrainParams.from_project().learning_rate == raw["train"]["learning_rate"]
 
 
 @pytest.mark.parametrize("raw, fragment", [
     ({"trian": {}}, "did you mean 'train'"),
     ({"embed": {"poolin": "cls"}}, "did you mean 'embed.pooling'"),
     ({"train": {"epochs": 0}}, "train.epochs"),
+    ({"train": {"epochs": float("inf")}}, "train.epochs: must be a finite number"),
+    ({"train": {"learning_rate": float("inf")}}, "train.learning_rate: must be a finite number"),
+    ({"split": {"valid_size": float("nan")}}, "split.valid_size: must be a finite number"),
     ({"model": {"builtin": {"hidden_size": 30, "num_attention_heads": 4}}}, "must divide hidden_size"),
     ({"data": {"label_names": ["a", "a"]}}, "distinct"),
     ({"data": {"on_conflict": "merge"}}, "'error', 'drop' or 'keep'"),
@@ -30,10 +67,10 @@ def test_committed_params_file_is_valid_and_complete():
 ])
 def test_bad_params_name_the_key_and_the_fix(raw, fragment):
     with pytest.raises(UserError, match="params.yaml") as err:
-        parse_params(raw)
+        parse_params(deep_update(project_raw(), raw))
     assert fragment in str(err.value)
     assert "\n" not in str(err.value)
 
 
 def test_valid_scheduler_accepted():
-    assert parse_params({"train": {"lr_scheduler_type": "cosine"}}).train.lr_scheduler_type == "cosine"
+    assert project_params({"train": {"lr_scheduler_type": "cosine"}}).train.lr_scheduler_type == "cosine"

@@ -19,9 +19,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from stages import model_card, predict, submit
-from stages.errors import UserError
-from stages.params import DataParams
+from stages import predict
+from stages.common.errors import UserError
+from stages.common.params import DataParams
+from stages.evaluation import model_card
+from stages.modeling import submission as submit
 from tests.conftest import REPO, SAMPLE_TEST_ROWS, copy_repo, run
 
 NAMES = ["negative", "neutral", "positive"]
@@ -219,7 +221,7 @@ def test_submission_is_header_only_without_an_unlabelled_test_set(repo, tmp_path
     cases = {"no_test": datasets.DatasetDict({"train": split["train"], "valid": split["valid"]}),
              "labelled_test": datasets.DatasetDict({"train": split["train"], "valid": split["valid"],
                                                     "test": split["valid"]})}
-    data = DataParams(id_column="ID", label_column="sentiment")
+    data = DataParams.from_project(id_column="ID", label_column="sentiment")
     for name, dataset_dict in cases.items():
         dataset_dict.save_to_disk(str(tmp_path / name))
         paths = SimpleNamespace(split=str(tmp_path / name), tokenized="unused", model="unused")
@@ -267,8 +269,8 @@ def test_model_card_for_a_hub_model_names_revision_and_custom_texts():
 
 
 def test_package_stage_rerun_is_byte_identical(repo, monkeypatch):
-    from stages import package
-    from stages.params import load_params
+    from stages.common.params import load_params
+    from stages.evaluation import packaging as package
 
     before = {p.name: p.read_bytes() for p in (repo / "data/release").iterdir()}
     monkeypatch.chdir(repo)

@@ -7,10 +7,10 @@ from pathlib import Path
 import datasets
 import pytest
 
-from stages.errors import UserError
-from stages.params import DataParams, SplitParams
-from stages.split import make_splits, save_split
-from stages.tables import read_table
+from stages.common.errors import UserError
+from stages.common.params import DataParams, SplitParams
+from stages.dataset.splitting import make_splits, save_split
+from stages.dataset.tables import read_table
 from tests.conftest import need_shared_data
 
 ROWS = [(f"これは{i}番目の文です。", "良い" if i % 3 else "悪い") for i in range(30)]
@@ -27,7 +27,7 @@ def csv_text(rows, sep=",", header=("text", "label")) -> str:
 
 
 def splits_for(path: str, **data) -> tuple[datasets.DatasetDict, dict, list[str]]:
-    return make_splits(DataParams(train_csv=path, **data), SplitParams(valid_size=0.2, seed=1))
+    return make_splits(DataParams.from_project(train_csv=path, **data), SplitParams.from_project(valid_size=0.2, seed=1))
 
 
 def all_rows(dataset_dict) -> set[tuple[str, str]]:

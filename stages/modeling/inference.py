@@ -6,7 +6,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
-from stages.batching import pad_batch, sorted_batches
+from stages.modeling.batching import pad_batch, sorted_batches
 
 
 def predict_proba(model: PreTrainedModel, sequences: list[list[int]], batch_size: int, device: torch.device,
@@ -23,3 +23,13 @@ def predict_proba(model: PreTrainedModel, sequences: list[list[int]], batch_size
             probabilities[rows] = torch.softmax(logits, dim=-1).cpu().numpy()
             bar.update(len(rows))
     return probabilities
+
+
+PROBABILITY_DIGITS = 6  # every file that shows probabilities (predictions, submission, predict output)
+
+
+def probability_columns(probabilities: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    """`p_<class>` columns, rounded the same way wherever they are written, so files agree digit for digit."""
+    # float64 before rounding: a rounded float32 prints as 0.03782900050282478 in JSON.
+    rounded = np.asarray(probabilities, dtype=np.float64).round(PROBABILITY_DIGITS)
+    return {f"p_{name}": rounded[:, i] for i, name in enumerate(names)}

@@ -27,21 +27,13 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from stages.common.hashing import update_with_path
+
 COMPLETE_MARKER = "COMPLETE"
 CHECKPOINT_PREFIX = "checkpoint-"
 
 
 # ---- keys -------------------------------------------------------------------------------------
-
-def _hash_path(digest: "hashlib._Hash", path: Path) -> None:
-    """Relative names and contents of every file under `path` (or of the file itself), in sorted order."""
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-
 
 def checkpoint_key(deps: Iterable[str | Path], params: dict) -> str:
     """Short hash of the deps' contents and the params: equal inputs -> equal key, any change -> new key."""
@@ -51,7 +43,7 @@ def checkpoint_key(deps: Iterable[str | Path], params: dict) -> str:
         dep = Path(dep)
         digest.update(f"\0{dep.as_posix()}\0".encode())
         if dep.exists():
-            _hash_path(digest, dep)
+            update_with_path(digest, dep)
     return digest.hexdigest()[:16]
 
 

@@ -13,10 +13,15 @@ from typing import Iterable, Sequence
 
 import torch
 from tqdm.auto import tqdm
-from transformers import BertConfig, BertForMaskedLM, BertJapaneseTokenizer, DataCollatorForLanguageModeling
+from transformers import (
+    BertConfig,
+    BertForMaskedLM,
+    BertJapaneseTokenizer,
+    DataCollatorForLanguageModeling,
+)
 
-from stages.cpu_speed import use_hash_dropout
-from stages.params import BuiltinModelParams
+from stages.common.params import BuiltinModelParams
+from stages.modeling.cpu_speed import use_hash_dropout
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 MECAB_KWARGS = {"mecab_dic": "unidic_lite"}
@@ -24,7 +29,9 @@ MECAB_KWARGS = {"mecab_dic": "unidic_lite"}
 
 def word_tokenizer():
     """The word segmenter BertJapaneseTokenizer will use at inference, so the vocabulary matches it exactly."""
-    from transformers.models.bert_japanese.tokenization_bert_japanese import MecabTokenizer
+    from transformers.models.bert_japanese.tokenization_bert_japanese import (
+        MecabTokenizer,
+    )
 
     return MecabTokenizer(do_lower_case=False, normalize_text=True, **MECAB_KWARGS)
 

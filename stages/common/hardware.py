@@ -5,7 +5,7 @@ from typing import Optional
 
 import torch
 
-from stages.errors import UserError
+from stages.common.errors import UserError
 
 
 def resolve_device(device: str = "auto") -> torch.device:

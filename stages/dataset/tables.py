@@ -14,7 +14,7 @@ from typing import Optional
 
 import pandas as pd
 
-from stages.errors import UserError
+from stages.common.errors import UserError
 
 # Tried in order when data.encoding is 'auto'. utf-8-sig also reads plain UTF-8 (the BOM is optional).
 AUTO_ENCODINGS = ("utf-8-sig", "cp932")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -73,3 +74,19 @@ def write_json(path: str | os.PathLike, payload: Any) -> None:
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_file(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+FILE_STEM_CHARS = 40  # far below every file system's 255-byte name limit, even in UTF-8 kanji (3 bytes each)
+
+
+def class_file_stems(names: list[str]) -> list[str]:
+    """One file name stem per class: `<index>-<name>`, path-unsafe characters replaced and long names cut.
+
+    The index prefix makes stems unique by construction, whatever the names are (`x`, `x_2`, `x~`, names
+    equal up to case on a case-insensitive file system, or names that differ only past the cut).
+    """
+    stems = []
+    for index, name in enumerate(names):
+        readable = re.sub(r"[^\w.-]+", "_", str(name)).strip("._")[:FILE_STEM_CHARS]
+        stems.append(f"{index}-{readable}" if readable else str(index))
+    return stems

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
 
-from stages.outputs import atomic_file  # noqa: E402
+from stages.common.outputs import atomic_file  # noqa: E402
 
 # Class names may be Japanese: DejaVu Sans for Latin text, falling back to a CJK font for the rest.
 # matplotlib-fontja bundles IPAexGothic so figures render the same on machines without CJK fonts.

@@ -23,19 +23,6 @@ SCHEMA_VERSION = "1"
 LOOKUP_CHUNK = 500  # keys per SELECT ... IN (...), below SQLite's variable limit
 
 
-def hash_directory(directory: str | Path) -> str:
-    """sha256 over the names and bytes of every file in `directory` (recursively, sorted)."""
-    digest = hashlib.sha256()
-    root = Path(directory)
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(root)).encode() + b"\0")
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
 def namespace(parts: dict) -> bytes:
     """A digest of the settings that decide a vector (everything but the text)."""
     text = "\n".join(f"{name}={parts[name]}" for name in sorted(parts))

@@ -1,13 +1,61 @@
-"""Scores that need class probabilities, not only predicted labels: ranking (ROC-AUC, AP), curves, calibration."""
-from __future__ import annotations
+"""Metrics: what is computed from gold labels and predictions or class probabilities.
 
-import re
+Label metrics (F1, accuracy, per class) serve both the Trainer's compute_metrics and the evaluate stage;
+probability metrics add ranking (ROC-AUC, AP), curves and calibration. A new metric goes here.
+"""
+from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    precision_recall_curve,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    roc_curve,
+)
+from transformers import EvalPrediction
 
-from stages.errors import UserError
+from stages.common.errors import UserError
+
+
+def classification_scores(gold: np.ndarray, predicted: np.ndarray, n_classes: int, positive: int = 1) -> dict[str, float]:
+    """F1 / precision / recall: the positive class's for 2 classes, macro-averaged above; plus macro and weighted F1."""
+    labels = list(range(n_classes))
+    average = "binary" if n_classes == 2 else "macro"
+    kwargs = {"pos_label": positive} if average == "binary" else {}
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        gold, predicted, labels=labels, average=average, zero_division=0, **kwargs)
+    macro = precision_recall_fscore_support(gold, predicted, labels=labels, average="macro", zero_division=0)
+    weighted = precision_recall_fscore_support(gold, predicted, labels=labels, average="weighted", zero_division=0)
+    return {
+        "accuracy": float(accuracy_score(gold, predicted)),
+        "f1": float(f1),
+        "precision": float(precision),
+        "recall": float(recall),
+        "macro_f1": float(macro[2]),
+        "macro_precision": float(macro[0]),
+        "macro_recall": float(macro[1]),
+        "weighted_f1": float(weighted[2]),
+    }
+
+
+def per_class_scores(gold: np.ndarray, predicted: np.ndarray, names: list[str]) -> dict[str, dict[str, float]]:
+    precision, recall, f1, support = precision_recall_fscore_support(
+        gold, predicted, labels=list(range(len(names))), average=None, zero_division=0)
+    return {name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                   "support": int(support[i])} for i, name in enumerate(names)}
+
+
+def make_compute_metrics(n_classes: int, positive: int):
+    """The Trainer's compute_metrics; `positive` is the same class the evaluate stage reports F1 for."""
+    def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        return classification_scores(np.asarray(prediction.label_ids), np.argmax(logits, axis=-1), n_classes,
+                                     positive)
+
+    return compute_metrics
 
 
 def rounded(value, digits: int = 6):
@@ -102,12 +150,3 @@ def expected_calibration_error(table: pd.DataFrame) -> float:
         return 0.0
     weights = table["count"] / table["count"].sum()
     return float((weights * (table["accuracy"] - table["confidence"]).abs()).sum())
-
-
-def safe_filename(name: str, index: int, taken: set[str]) -> str:
-    """A file name for a class: its name with path-unsafe characters replaced, unique among `taken`."""
-    stem = re.sub(r"[^\w.-]+", "_", name).strip("._") or f"class{index}"
-    if stem in taken:
-        stem = f"{stem}_{index}"
-    taken.add(stem)
-    return stem

@@ -1,0 +1,382 @@
+"""Load and validate params.yaml once, at load time.
+
+params.yaml holds every value: it is the one place defaults live. This schema declares each key's type,
+allowed range and help text, and no second set of defaults: a key missing from params.yaml is an error,
+not a silent change of behaviour. Unknown keys (typos), bad values and non-finite numbers become one-line
+`UserError`s that name the key and say what is allowed. Code that needs params without a params.yaml of
+its own (tests, benchmarks) starts from the project's file with `project_params(overrides)`.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from stages.common.errors import UserError
+
+PARAMS_FILE = "params.yaml"
+PROJECT_PARAMS = Path(__file__).resolve().parents[2] / PARAMS_FILE  # the file shipped with the project
+BUILTIN_MODEL = "builtin"
+
+
+class Section(BaseModel):
+    # extra="forbid" turns a typo into an error instead of a silently ignored knob.
+    # allow_inf_nan=False: `.inf` or `.nan` in YAML is a float, but no knob here can work with one.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @classmethod
+    def from_project(cls, **overrides: Any):
+        """This section as the project's params.yaml sets it, with `overrides` applied (tests, benchmarks)."""
+        raw: Any = project_raw()
+        for part in _section_path(cls):
+            raw = raw[part]
+        return cls.model_validate(deep_update(raw, overrides))
+
+
+class DataParams(Section):
+    train_csv: str = Field(description="Labelled CSV/TSV of training texts.")
+    test_csv: Optional[str] = Field(description="Optional held-out CSV/TSV (labelled or not).")
+    text_column: str = Field(description="Column holding the texts.")
+    label_column: str = Field(description="Column holding the labels.")
+    id_column: str = Field(description="Id column of an unlabelled test CSV (row number if absent).")
+    label_names: Optional[list[str]] = Field(
+        description="Class names in index order; default: the sorted distinct labels.")
+    encoding: str = Field(description="'auto' (detect UTF-8/BOM/CP932) or a Python codec name.")
+    sep: str = Field(description="Field separator; 'auto' = tab for .tsv/.tab, else comma.")
+    on_conflict: Literal["error", "drop", "keep"] = Field(
+        description="Same text with different labels: stop, drop those rows, or keep them.")
+    on_empty_text: Literal["drop", "error"] = Field(
+        description="Empty or whitespace-only texts: drop them (counted) or stop.")
+    on_rare_class: Literal["error", "drop"] = Field(
+        description="A class with fewer than 2 rows cannot be split stratified: stop, or drop its rows.")
+
+    @field_validator("label_names")
+    @classmethod
+    def _distinct_names(cls, names: Optional[list[str]]) -> Optional[list[str]]:
+        if names is None:
+            return None
+        names = [str(n) for n in names]
+        if len(set(names)) != len(names):
+            raise ValueError(f"label names must be distinct, got {names}")
+        if len(names) < 2:
+            raise ValueError(f"need at least 2 label names, got {names}")
+        return names
+
+
+class SplitParams(Section):
+    valid_size: float = Field(description="Fraction of the train CSV held out for validation, in (0, 1).")
+    seed: int = Field(description="Seed of the stratified split.")
+
+    @field_validator("valid_size")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"must be a fraction strictly between 0 and 1, got {value}")
+        return value
+
+
+class BuiltinModelParams(Section):
+    vocab_size: int = Field(ge=200, description="WordPiece vocabulary size (upper bound).")
+    hidden_size: int = Field(ge=8, description="Transformer width.")
+    num_hidden_layers: int = Field(ge=1, description="Transformer depth.")
+    num_attention_heads: int = Field(ge=1, description="Attention heads (must divide hidden_size).")
+    intermediate_size: int = Field(ge=8, description="Feed-forward width.")
+    max_position_embeddings: int = Field(ge=16, description="Longest sequence the model accepts.")
+    pretrain_batch_size: int = Field(ge=1, description="Masked-LM pretraining batch size.")
+    pretrain_learning_rate: float = Field(gt=0, description="Masked-LM pretraining peak LR.")
+    mlm_probability: float = Field(gt=0, lt=1, description="Share of tokens masked in pretraining.")
+    seed: int = Field(description="Seed of vocabulary/weight initialisation and pretraining.")
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> "BuiltinModelParams":
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"num_attention_heads ({self.num_attention_heads}) must divide hidden_size ({self.hidden_size})")
+        return self
+
+
+class ModelParams(Section):
+    name: str = Field(description="'builtin' (offline default), a hub id, or a local directory.")
+    revision: Optional[str] = Field(description="Hub revision (branch, tag or commit) for a hub id.")
+    trust_remote_code: bool = Field(description="Allow model code from the hub (off: security).")
+    pretrain_steps: int = Field(ge=0, description="Masked-LM steps for the builtin model.")
+    builtin: BuiltinModelParams = Field(description="Architecture and pretraining of the builtin model (used when name is builtin).")
+
+
+class TokenizeParams(Section):
+    max_length: int = Field(ge=8, description="Longer texts are truncated to this many tokens.")
+
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Device = Literal["auto", "cpu", "cuda"]
+
+
+class EmbedParams(Section):
+    pooling: Literal["cls", "mean", "pooler"] = Field(description="Sentence vector from the encoder.")
+    normalize: bool = Field(description="L2-normalise the vectors.")
+    batch_size: int = Field(ge=1, description="At most this many rows (texts) per forward pass.")
+    max_tokens: int = Field(
+        ge=64, description="At most this many tokens per forward pass; for BERT models also the fixed "
+        "row block of every matrix multiply (what makes a text's vector independent of its batch).")
+    precision: Precision = Field(description="auto: bf16 on AMX / AVX512-BF16 CPUs, fp32 on GPUs and other CPUs.")
+    device: Device = Field(description="auto: CUDA when present, else CPU.")
+    cache: bool = Field(description="Reuse vectors of texts embedded before (per-text cache); "
+                        "`python -m stages.embed --no-cache` turns it off for one run.")
+    cache_dir: str = Field(description="Directory of the vector cache (outside DVC outputs, git-ignored).")
+    cache_max_mb: int = Field(ge=1, description="Size bound of the vector cache; least recently used vectors go first.")
+
+
+def _scheduler_names() -> list[str]:
+    from transformers import SchedulerType
+
+    return [s.value for s in SchedulerType]
+
+
+class TrainParams(Section):
+    epochs: float = Field(gt=0, description="Training epochs.")
+    max_steps: int = Field(description="If > 0, stop after this many optimizer steps (overrides epochs).")
+    learning_rate: float = Field(gt=0, description="Peak learning rate.")
+    batch_size: int = Field(ge=1, description="Training batch size per device.")
+    eval_batch_size: int = Field(ge=1, description="Evaluation batch size per device.")
+    gradient_accumulation_steps: int = Field(ge=1, description="Batches per optimizer step.")
+    lr_scheduler_type: str = Field(description="A transformers.SchedulerType value.")
+    warmup_ratio: float = Field(ge=0, lt=1, description="Share of steps with linear warmup.")
+    weight_decay: float = Field(ge=0, description="AdamW weight decay.")
+    seed: int = Field(description="Seed set before the classification head is created.")
+    precision: Precision = Field(description="auto: bf16 where supported, fp16 on older GPUs, else fp32.")
+    group_by_length: bool = Field(
+        description="Batches of similar lengths (random mega-batches sorted by length): less padding.")
+    eval_strategy: Literal["epoch", "steps", "no"] = Field(description="When to score the valid split.")
+    eval_steps: int = Field(ge=1, description="Optimizer steps between evaluations when eval_strategy is steps.")
+    save_strategy: Literal["epoch", "steps", "no"] = Field(
+        description="When to write a resumable checkpoint; must equal eval_strategy unless 'no'.")
+    save_steps: int = Field(ge=1, description="Optimizer steps between checkpoints (a multiple of eval_steps).")
+    early_stopping_patience: int = Field(
+        ge=0, description="Stop after this many evaluations without improvement; 0 = never stop early.")
+    metric_for_best_model: Literal[
+        "macro_f1", "accuracy", "f1", "weighted_f1", "macro_precision", "macro_recall", "precision", "recall",
+        "loss"] = Field(description="Validation metric for early stopping and the model kept at the end.")
+    class_weights: Literal["none", "balanced"] = Field(
+        description="balanced: cross-entropy weighted by n / (classes * count) for imbalanced data.")
+    nproc: int = Field(ge=1, description="Processes (DDP under torchrun): CPU processes or GPUs on this node.")
+
+    @field_validator("max_steps")
+    @classmethod
+    def _steps(cls, value: int) -> int:
+        if value == 0 or value < -1:
+            raise ValueError(f"must be -1 (train for `epochs`) or a positive number of steps, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent_schedule(self) -> "TrainParams":
+        if self.early_stopping_patience > 0 and self.eval_strategy == "no":
+            raise ValueError("early_stopping_patience > 0 needs eval_strategy epoch or steps "
+                             "(or set early_stopping_patience: 0)")
+        if self.early_stopping_patience > 0 and self.save_strategy == "no":
+            raise ValueError("early_stopping_patience > 0 needs save_strategy equal to eval_strategy: "
+                             "the best model is restored from its checkpoint")
+        if self.eval_strategy != "no" and self.save_strategy != "no":
+            if self.save_strategy != self.eval_strategy:
+                raise ValueError(f"save_strategy ({self.save_strategy}) must equal eval_strategy "
+                                 f"({self.eval_strategy}) so the best model has a checkpoint, or be 'no'")
+            if self.eval_strategy == "steps" and self.save_steps % self.eval_steps:
+                raise ValueError(f"save_steps ({self.save_steps}) must be a multiple of eval_steps ({self.eval_steps})")
+        return self
+
+    @field_validator("lr_scheduler_type")
+    @classmethod
+    def _known_scheduler(cls, value: str) -> str:
+        allowed = _scheduler_names()
+        if value not in allowed:
+            raise ValueError(f"unknown scheduler {value!r}; allowed: {', '.join(allowed)}")
+        return value
+
+
+class EvaluateParams(Section):
+    positive_label: Optional[str] = Field(
+        description="Positive class of a binary task (F1, ROC-AUC, AP); default: the second label name.")
+    calibration_bins: int = Field(ge=2, le=100, description="Equal-width confidence bins of the ECE and reliability diagram.")
+    embedding_map: Literal["pca", "tsne"] = Field(description="2-D projection of the embed stage's vectors.")
+    map_max_points: int = Field(ge=10, description="Points drawn on the embedding map (a fixed random subset beyond it).")
+    report_errors: int = Field(ge=0, description="Most confident wrong predictions listed in the report.")
+    seed: int = Field(description="Seed of the map's subset and t-SNE.")
+
+
+class ProbeParams(Section):
+    max_iter: int = Field(ge=1, description="Iterations of the logistic regression on all train vectors.")
+
+
+class MtebParams(Section):
+    n_experiments: int = Field(ge=1, description="Repetitions of the few-shot probe (MTEB default 10).")
+    samples_per_label: int = Field(ge=1, description="Train vectors drawn per class in each repetition (MTEB default 8).")
+    max_iter: int = Field(ge=1, description="Logistic regression iterations (MTEB default 100).")
+
+
+class KnnParams(Section):
+    k: int = Field(ge=1, description="Neighbours (cosine distance) voting on each valid text.")
+
+
+class TfidfParams(Section):
+    word_ngram_max: int = Field(ge=1, le=5, description="Longest MeCab word n-gram (1 = words only).")
+    char_ngram_max: int = Field(ge=0, le=6, description="Longest character n-gram (0 = no character features).")
+    c: float = Field(gt=0, description="Inverse regularisation strength C of the logistic regression.")
+    max_iter: int = Field(ge=1, description="Logistic regression iterations.")
+
+
+class BaselinesParams(Section):
+    seed: int = Field(description="Seed of the few-shot sampling and the logistic regressions.")
+    class_weight: Literal["none", "balanced"] = Field(
+        description="Class weights of the probe and TF-IDF logistic regressions; set it like "
+        "train.class_weights so the comparison is like for like (the MTEB protocol stays unweighted).")
+    probe: ProbeParams = Field(description="Linear probe on the embed stage's vectors.")
+    mteb: MtebParams = Field(description="MTEB classification protocol on the vectors.")
+    knn: KnnParams = Field(description="k-nearest-neighbours on the vectors.")
+    tfidf: TfidfParams = Field(description="TF-IDF + logistic regression on MeCab words and characters.")
+
+
+class PackageParams(Section):
+    intended_use: Optional[str] = Field(
+        description="'Intended use' text of the model card (data/release/README.md); null = a generic text.")
+    limitations: Optional[str] = Field(
+        description="'Limitations' text of the model card; null = a generic text.")
+
+
+class PathParams(Section):
+    split: str = Field(description="split stage: DatasetDict of train/valid (/test) plus summary.json.")
+    base_model: str = Field(description="base_model stage: the base model directory.")
+    model_summary: str = Field(description="base_model stage: JSON facts about the base model.")
+    tokenized: str = Field(description="tokenize stage: token ids of every split.")
+    tokenize_report: str = Field(description="tokenize stage: truncation and [UNK] rates (JSON).")
+    embeddings: str = Field(description="embed stage: one .npy of vectors per split.")
+    model: str = Field(description="train stage: the fine-tuned model directory.")
+    train_dir: str = Field(description="train stage: resumable checkpoints (not a DVC output), one folder per deps+params key.")
+    train_log: str = Field(description="train stage: DVCLive training curves.")
+    eval: str = Field(description="evaluate stage: metrics, plots, predictions and report.md.")
+    submission: str = Field(description="submit stage: predictions for an unlabelled data.test_csv (header only without one).")
+    release: str = Field(description="package stage: the model with its model card (the dvc.yaml artifact).")
+    baselines: str = Field(description="baselines stage: baseline scores (JSON).")
+
+
+class Params(Section):
+    data: DataParams = Field(description="The input CSV/TSV files and how to read them.")
+    split: SplitParams = Field(description="The stratified train/valid split.")
+    model: ModelParams = Field(description="The base model.")
+    tokenize: TokenizeParams = Field(description="Tokenization.")
+    embed: EmbedParams = Field(description="Sentence vectors of the embed stage.")
+    train: TrainParams = Field(description="Fine-tuning with the Trainer.")
+    evaluate: EvaluateParams = Field(description="Scoring and the report.")
+    package: PackageParams = Field(description="The release directory's model card.")
+    baselines: BaselinesParams = Field(description="Classical and frozen-embedding baselines scored on the same split.")
+    paths: PathParams = Field(description="Where each stage writes its outputs (inside the project).")
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    """Valid keys of the section that `loc` (without its last element) points to."""
+    model: Any = Params
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        if field is None:
+            return []
+        model = field.annotation
+    return list(model.model_fields) if hasattr(model, "model_fields") else []
+
+
+def _describe(error: dict, source: str) -> str:
+    loc = tuple(str(p) for p in error["loc"])
+    key = ".".join(loc)
+    if error["type"] == "missing":
+        return (f"{source}: missing key '{key}'; every key must be set (the project's params.yaml lists each "
+                f"one with its documented value: copy it from there)")
+    if error["type"] == "finite_number":
+        return f"{source}: {key}: must be a finite number (got {error.get('input')!r})"
+    if error["type"] == "extra_forbidden":
+        valid = _fields_at(loc)
+        close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
+        hint = f"did you mean '{'.'.join(loc[:-1] + (close[0],))}'?" if close else ""
+        section = ".".join(loc[:-1]) or "top level"
+        return (f"{source}: unknown key '{key}' {hint} "
+                f"(valid keys in {section}: {', '.join(valid)})")
+    message = error["msg"].removeprefix("Value error, ")
+    if isinstance(error.get("input"), dict):  # a check across several keys of a section
+        return f"{source}: {key}: {message}"
+    return f"{source}: {key}: {message} (got {error.get('input')!r})"
+
+
+def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: expected a mapping of sections (data, split, model, ...), got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise UserError(_describe(err.errors()[0], source)) from None
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: params file not found; run from the project root (where dvc.yaml is)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}:{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    return parse_params(raw, str(path))
+
+
+def deep_update(base: Any, update: dict) -> Any:
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_update(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@lru_cache(maxsize=1)
+def _project_raw_cached() -> str:
+    return PROJECT_PARAMS.read_text(encoding="utf-8")
+
+
+def project_raw() -> dict:
+    """The project's params.yaml as a plain (fresh) dict."""
+    return yaml.safe_load(_project_raw_cached())
+
+
+def project_params(overrides: Optional[dict] = None) -> Params:
+    """The project's params.yaml with nested `overrides` applied, validated."""
+    return parse_params(deep_update(project_raw(), overrides or {}), str(PROJECT_PARAMS))
+
+
+def _section_path(section: type) -> tuple[str, ...]:
+    """Where a section class sits in params.yaml, e.g. BuiltinModelParams -> ('model', 'builtin')."""
+    def walk(model: type, prefix: tuple[str, ...]):
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, Section):
+                if annotation is section:
+                    return prefix + (name,)
+                found = walk(annotation, prefix + (name,))
+                if found:
+                    return found
+        return None
+
+    found = walk(Params, ())
+    if found is None:
+        raise TypeError(f"{section.__name__} is not a section of Params")
+    return found

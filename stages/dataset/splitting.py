@@ -1,0 +1,190 @@
+"""Turn the user's labelled table into a stratified train/valid (optional test) DatasetDict.
+
+Cleaning (empty texts, duplicates, conflicting labels, rare classes) happens here, before the split,
+so no text can land in two splits; every change to the user's rows is returned as a note.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Optional
+
+import datasets
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from stages.common.errors import UserError
+from stages.common.params import DataParams, SplitParams
+from stages.dataset.storage import save_dataset
+from stages.dataset.tables import Table, read_table, require_column, resolve_labels
+
+
+def drop_empty_texts(frame: pd.DataFrame, text_column: str, on_empty: str, source: str) -> tuple[pd.DataFrame, list[str]]:
+    empty = frame[text_column].str.strip().eq("")
+    if not empty.any():
+        return frame, []
+    if on_empty == "error":
+        row = int(empty.idxmax()) + 1
+        raise UserError(f"{source}: empty text in column {text_column!r} on row {row} ({int(empty.sum())} in all); "
+                        f"fill or remove them, or set data.on_empty_text: drop")
+    return frame[~empty], [f"{source}: dropped {int(empty.sum())} rows with an empty text"]
+
+
+def drop_duplicates(frame: pd.DataFrame, on_conflict: str, source: str) -> tuple[pd.DataFrame, list[str]]:
+    """Deduplicate before splitting so that no text can land in both train and valid."""
+    notes = []
+    exact = frame.duplicated(["text", "label"], keep="first")
+    if exact.any():
+        notes.append(f"{source}: dropped {int(exact.sum())} exact duplicate rows (same text, same label)")
+        frame = frame[~exact]
+    labels_per_text = frame.groupby("text", sort=False)["label"].transform("nunique")
+    conflicting = labels_per_text.gt(1)
+    if conflicting.any():
+        first_text = frame.loc[conflicting, "text"].iloc[0]
+        rows = [int(i) + 1 for i in frame.index[frame["text"].eq(first_text)]]
+        texts = frame.loc[conflicting, "text"].nunique()
+        where = f"{texts} texts have different labels, e.g. rows {rows} ({first_text[:30]!r})"
+        if on_conflict == "error":
+            raise UserError(f"{source}: {where}; fix the labels or set data.on_conflict to drop or keep")
+        if on_conflict == "drop":
+            frame = frame[~conflicting]
+            notes.append(f"{source}: {where}; dropped all {int(conflicting.sum())} of their rows")
+        else:
+            notes.append(f"{source}: {where}; kept them (data.on_conflict: keep)")
+    return frame, notes
+
+
+def load_labelled(table: Table, data: DataParams, label_names: Optional[list[str]], text_param: str) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """Clean one labelled table into a frame with exactly `text` and `label` (class name) columns."""
+    require_column(table, data.text_column, "data.text_column")
+    require_column(table, data.label_column, "data.label_column")
+    frame = table.frame
+    notes = list(table.notes)
+    frame, dropped = drop_empty_texts(frame, data.text_column, data.on_empty_text, table.source)
+    notes += dropped
+    labels, names = resolve_labels(frame[data.label_column], label_names, table.source, data.label_column)
+    stripped = frame[data.label_column].ne(labels)
+    if stripped.any():
+        notes.append(f"{table.source}: stripped surrounding whitespace from {int(stripped.sum())} labels")
+    clean = pd.DataFrame({"text": frame[data.text_column].to_numpy(), "label": labels.to_numpy()},
+                         index=frame.index)
+    return clean, names, notes
+
+
+MIN_ROWS_PER_CLASS = 2
+
+
+def drop_rare_classes(frame: pd.DataFrame, on_rare: str, source: str) -> tuple[pd.DataFrame, list[str]]:
+    counts = frame["label"].value_counts()
+    rare = counts[counts < MIN_ROWS_PER_CLASS]
+    if not len(rare):
+        return frame, []
+    listed = ", ".join(f"{label!r} ({int(count)} row)" for label, count in rare.items())
+    if on_rare == "error":
+        raise UserError(f"{source}: class {listed} has fewer than {MIN_ROWS_PER_CLASS} rows, too few for a "
+                        f"stratified split; add rows for it, or set data.on_rare_class: drop to leave it out")
+    return frame[~frame["label"].isin(rare.index)], [f"{source}: dropped rare class {listed} (data.on_rare_class: drop)"]
+
+
+def check_splittable(counts: pd.Series, valid_size: float, source: str) -> None:
+    if len(counts) < 2:
+        raise UserError(f"{source}: only one class ({counts.index[0]!r}) after cleaning; "
+                        f"a classifier needs at least 2 classes in data.label_column")
+    total = int(counts.sum())
+    n_valid = math.ceil(total * valid_size)
+    if n_valid < len(counts):
+        need = len(counts) / total
+        raise UserError(f"{source}: split.valid_size {valid_size} gives {n_valid} validation rows for "
+                        f"{len(counts)} classes; raise split.valid_size to at least {need:.3f} or add rows")
+    if total - n_valid < len(counts):
+        raise UserError(f"{source}: split.valid_size {valid_size} leaves {total - n_valid} training rows for "
+                        f"{len(counts)} classes; lower split.valid_size")
+
+
+def stratified_split(frame: pd.DataFrame, valid_size: float, seed: int, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    check_splittable(frame["label"].value_counts(), valid_size, source)
+    train, valid = train_test_split(frame, test_size=valid_size, random_state=seed, stratify=frame["label"])
+    # Keep the file's row order inside each split: easier to read, and independent of the shuffle.
+    return train.sort_index(), valid.sort_index()
+
+
+def to_dataset(frame: pd.DataFrame, names: list[str], labelled: bool = True) -> datasets.Dataset:
+    columns = {"text": frame["text"].tolist()}
+    features = {"text": datasets.Value("string")}
+    if labelled:
+        index = {name: i for i, name in enumerate(names)}
+        columns["label"] = [index[label] for label in frame["label"]]
+        features["label"] = datasets.ClassLabel(names=names)
+    if "id" in frame.columns:
+        columns = {"id": frame["id"].tolist(), **columns}
+        features = {"id": datasets.Value("string"), **features}
+    return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
+
+
+def load_test(data: DataParams, names: list[str], train_texts: set[str]) -> tuple[pd.DataFrame, bool, list[str]]:
+    """The optional test file: labelled (with labels seen in training) or unlabelled."""
+    table = read_table(data.test_csv, data.encoding, data.sep, param="data.test_csv")
+    require_column(table, data.text_column, "data.text_column")
+    labelled = data.label_column in table.frame.columns
+    notes = list(table.notes)
+    if labelled:
+        frame, test_names, more = load_labelled(table, data, None, "data.test_csv")
+        notes += more
+        unseen = [label for label in test_names if label not in names]
+        if unseen:
+            row = int(frame.index[frame["label"].eq(unseen[0])][0]) + 1
+            raise UserError(f"{table.source}: label {unseen[0]!r} on row {row} never occurs in training "
+                            f"(training labels: {names}); fix the test file or data.label_names")
+    else:
+        frame = table.frame
+        frame, dropped = drop_empty_texts(frame, data.text_column, "drop", table.source)
+        notes += dropped
+        ids = (frame[data.id_column] if data.id_column in frame.columns
+               else pd.Series([str(i + 1) for i in frame.index], index=frame.index))
+        frame = pd.DataFrame({"id": ids.to_numpy(), "text": frame[data.text_column].to_numpy()}, index=frame.index)
+        notes.append(f"{table.source}: no {data.label_column!r} column: unlabelled test set of {len(frame)} rows")
+    overlap = int(frame["text"].isin(train_texts).sum())
+    if overlap:
+        notes.append(f"{table.source}: {overlap} test texts also occur in the training CSV (leakage)")
+    return frame, labelled, notes
+
+
+def split_summary(parts: dict[str, pd.DataFrame], names: list[str], source_hash: str) -> dict:
+    counts = {}
+    for split, frame in parts.items():
+        if "label" in frame.columns:
+            per_class = frame["label"].value_counts()
+            counts[split] = {name: int(per_class.get(name, 0)) for name in names}
+        else:
+            counts[split] = {"unlabelled": len(frame)}
+    return {"label_names": names, "class_counts": counts, "train_csv_sha256": source_hash}
+
+
+def save_split(dataset_dict: datasets.DatasetDict, summary: dict, out_dir: str | Path) -> None:
+    save_dataset(dataset_dict, out_dir, summary)
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def make_splits(data: DataParams, split: SplitParams) -> tuple[datasets.DatasetDict, dict, list[str]]:
+    table = read_table(data.train_csv, data.encoding, data.sep)
+    frame, names, notes = load_labelled(table, data, data.label_names, "data.train_csv")
+    frame, more = drop_duplicates(frame, data.on_conflict, table.source)
+    notes += more
+    frame, more = drop_rare_classes(frame, data.on_rare_class, table.source)
+    notes += more
+    if data.label_names is None:  # classes named by the data: a dropped class is no class
+        names = [name for name in names if name in set(frame["label"])]
+    train, valid = stratified_split(frame, split.valid_size, split.seed, table.source)
+    parts = {"train": train, "valid": valid}
+    splits = {"train": to_dataset(train, names), "valid": to_dataset(valid, names)}
+    if data.test_csv:
+        test, labelled, more = load_test(data, names, set(frame["text"]))
+        notes += more
+        parts["test"] = test
+        splits["test"] = to_dataset(test, names, labelled=labelled)
+    summary = split_summary(parts, names, file_sha256(data.train_csv))
+    return datasets.DatasetDict(splits), summary, notes

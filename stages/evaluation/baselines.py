@@ -1,0 +1,163 @@
+"""baselines stage: what a run must beat, scored on the same valid (and labelled test) split as the model.
+
+- probe: logistic regression on all frozen embed-stage vectors of train;
+- mteb: the MTEB classification protocol on the same vectors (n experiments, each a logistic regression
+  on `samples_per_label` random train vectors per class; mean and standard deviation);
+- knn: cosine k-nearest-neighbours on the same vectors;
+- tfidf: TF-IDF of MeCab words (fugashi + unidic-lite) and character n-grams + logistic regression.
+
+It does not read the fine-tuned model, so `dvc exp run -S train.*` never reruns it.
+"""
+from __future__ import annotations
+
+import os
+import unicodedata
+import warnings
+from pathlib import Path
+
+import datasets
+import numpy as np
+import scipy.sparse
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from tqdm.auto import tqdm
+
+from stages.common.errors import UserError
+from stages.common.params import BaselinesParams
+from stages.evaluation.metrics import classification_scores
+
+# Keys kept per baseline: enough to compare with the model without flooding `dvc exp show`.
+COMPARED = ("accuracy", "macro_f1", "weighted_f1")
+
+
+def compared_scores(gold: np.ndarray, predicted: np.ndarray, n_classes: int) -> dict[str, float]:
+    scores = classification_scores(gold, predicted, n_classes)
+    return {key: scores[key] for key in COMPARED}
+
+
+def logistic_regression(max_iter: int, seed: int, c: float = 1.0, class_weight: str = "none") -> LogisticRegression:
+    return LogisticRegression(max_iter=max_iter, random_state=seed, C=c,
+                              class_weight="balanced" if class_weight == "balanced" else None)
+
+
+def fit_quietly(model, features, labels):
+    # A capped max_iter is part of the MTEB protocol; its convergence warning is expected noise.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(features, labels)
+
+
+def linear_probe(train_vectors: np.ndarray, train_labels: np.ndarray, eval_sets: dict[str, tuple[np.ndarray, np.ndarray]],
+                 n_classes: int, max_iter: int, seed: int, class_weight: str = "none") -> dict:
+    """Logistic regression on frozen sentence vectors: how much the encoder alone separates the classes."""
+    probe = fit_quietly(logistic_regression(max_iter, seed, class_weight=class_weight), train_vectors, train_labels)
+    return {name: compared_scores(gold, probe.predict(vectors), n_classes) for name, (vectors, gold) in eval_sets.items()}
+
+
+def undersample(labels: np.ndarray, samples_per_label: int, rng: np.random.RandomState) -> np.ndarray:
+    """MTEB's undersampling: shuffle the train rows, keep the first `samples_per_label` of each class."""
+    order = np.arange(len(labels))
+    rng.shuffle(order)
+    kept, taken = [], {}
+    for row in order:
+        label = int(labels[row])
+        if taken.get(label, 0) < samples_per_label:
+            taken[label] = taken.get(label, 0) + 1
+            kept.append(row)
+    return np.asarray(kept)
+
+
+def mteb_protocol(train_vectors: np.ndarray, train_labels: np.ndarray, eval_sets: dict[str, tuple[np.ndarray, np.ndarray]],
+                  n_classes: int, n_experiments: int, samples_per_label: int, max_iter: int, seed: int) -> dict:
+    """Mean and standard deviation over `n_experiments` few-shot logistic regressions, as MTEB scores classification."""
+    rng = np.random.RandomState(seed)  # MTEB's generator, shared by the experiments in sequence
+    runs: dict[str, list[dict]] = {name: [] for name in eval_sets}
+    for _ in tqdm(range(n_experiments), desc="mteb protocol", mininterval=2):
+        rows = undersample(train_labels, samples_per_label, rng)
+        model = fit_quietly(logistic_regression(max_iter, seed), train_vectors[rows], train_labels[rows])
+        for name, (vectors, gold) in eval_sets.items():
+            runs[name].append(compared_scores(gold, model.predict(vectors), n_classes))
+    result = {}
+    for name, scores in runs.items():
+        result[name] = {}
+        for key in ("accuracy", "macro_f1"):
+            values = np.array([s[key] for s in scores])
+            result[name][f"{key}_mean"] = float(values.mean())
+            result[name][f"{key}_std"] = float(values.std())
+    return result
+
+
+def knn(train_vectors: np.ndarray, train_labels: np.ndarray, eval_sets: dict[str, tuple[np.ndarray, np.ndarray]],
+        n_classes: int, k: int) -> dict:
+    model = KNeighborsClassifier(n_neighbors=min(k, len(train_labels)), metric="cosine", algorithm="brute")
+    model.fit(train_vectors, train_labels)
+    return {name: compared_scores(gold, model.predict(vectors), n_classes) for name, (vectors, gold) in eval_sets.items()}
+
+
+def mecab_words(texts: list[str]) -> list[str]:
+    """Space-joined MeCab words (fugashi + unidic-lite, the builtin model's segmenter) of NFKC-normalised texts."""
+    import fugashi
+    import unidic_lite
+
+    tagger = fugashi.GenericTagger(
+        f'-d "{unidic_lite.DICDIR}" -r "{os.path.join(unidic_lite.DICDIR, "mecabrc")}" -Owakati')
+    return [tagger.parse(unicodedata.normalize("NFKC", text)).strip() for text in tqdm(texts, desc="mecab", mininterval=2)]
+
+
+def tfidf_features(word_ngram_max: int, char_ngram_max: int):
+    """Vectorizers over (space-joined MeCab words, NFKC text): word n-grams and character n-grams."""
+    words = TfidfVectorizer(tokenizer=str.split, token_pattern=None, lowercase=False, sublinear_tf=True,
+                            ngram_range=(1, word_ngram_max))
+    chars = (TfidfVectorizer(analyzer="char", lowercase=False, sublinear_tf=True, ngram_range=(1, char_ngram_max))
+             if char_ngram_max > 0 else None)
+    return words, chars
+
+
+def tfidf_baseline(train_texts: list[str], train_labels: np.ndarray, eval_sets: dict[str, tuple[list[str], np.ndarray]],
+                   n_classes: int, word_ngram_max: int, char_ngram_max: int, c: float, max_iter: int, seed: int,
+                   class_weight: str = "none") -> dict:
+    words, chars = tfidf_features(word_ngram_max, char_ngram_max)
+
+    def features(texts: list[str], fit: bool):
+        tokens = mecab_words(texts)
+        normal = [unicodedata.normalize("NFKC", t) for t in texts]
+        parts = [words.fit_transform(tokens) if fit else words.transform(tokens)]
+        if chars is not None:
+            parts.append(chars.fit_transform(normal) if fit else chars.transform(normal))
+        return scipy.sparse.hstack(parts).tocsr()
+
+    model = fit_quietly(logistic_regression(max_iter, seed, c, class_weight), features(train_texts, fit=True), train_labels)
+    return {name: compared_scores(gold, model.predict(features(texts, fit=False)), n_classes)
+            for name, (texts, gold) in eval_sets.items()}
+
+
+def scored_splits(split: datasets.DatasetDict) -> list[str]:
+    return [name for name in ("valid", "test") if name in split and "label" in split[name].column_names]
+
+
+def run_baselines(split: datasets.DatasetDict, embeddings_dir: str | Path, params: BaselinesParams) -> dict:
+    names = split["train"].features["label"].names
+    n_classes = len(names)
+    train_labels = np.asarray(split["train"]["label"])
+    evaluated = scored_splits(split)
+    vectors = {}
+    for name in ["train", *evaluated]:
+        path = Path(embeddings_dir) / f"{name}.npy"
+        if not path.is_file():
+            raise UserError(f"{path}: embeddings missing; run `dvc repro embed` first")
+        vectors[name] = np.load(path)
+    vector_sets = {name: (vectors[name], np.asarray(split[name]["label"])) for name in evaluated}
+    text_sets = {name: (split[name]["text"], np.asarray(split[name]["label"])) for name in evaluated}
+    train = vectors["train"]
+    return {
+        "probe": linear_probe(train, train_labels, vector_sets, n_classes, params.probe.max_iter, params.seed,
+                              params.class_weight),
+        "mteb": mteb_protocol(train, train_labels, vector_sets, n_classes, params.mteb.n_experiments,
+                              params.mteb.samples_per_label, params.mteb.max_iter, params.seed),
+        "knn": knn(train, train_labels, vector_sets, n_classes, params.knn.k),
+        "tfidf": tfidf_baseline(split["train"]["text"], train_labels, text_sets, n_classes, params.tfidf.word_ngram_max,
+                                params.tfidf.char_ngram_max, params.tfidf.c, params.tfidf.max_iter, params.seed,
+                                params.class_weight),
+    }

@@ -1,0 +1,233 @@
+"""Metrics, plots, predictions and a readable report for the fine-tuned model, with the baselines.
+
+Every file declared in dvc.yaml is written on every run, for binary and multi-class tasks alike:
+  metrics.json      flat keys: valid.macro_f1, valid.roc_auc, valid.ece, ..., probe/mteb/knn/tfidf.valid.*
+  predictions.csv   split, text, gold, predicted, one probability column per class
+  confusion.csv     (gold, predicted) per valid text, for DVC's confusion template
+  roc/, pr/         one CSV per curve: the positive class (2 classes) or every class one-vs-rest
+  reliability.csv   per confidence bin: mean confidence, accuracy, count
+  embedding_map.png 2-D map of the embed stage's vectors coloured by label
+  report.md + figures/  the human-readable report
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pandas as pd
+from sklearn.metrics import confusion_matrix
+from transformers import AutoModelForSequenceClassification
+
+from stages.common.errors import UserError
+from stages.common.hardware import resolve_device
+from stages.common.outputs import (
+    atomic_dir,
+    atomic_file,
+    class_file_stems,
+    write_json,
+    write_text,
+)
+from stages.common.params import EvaluateParams, Params
+from stages.evaluation import plots, report
+from stages.evaluation.metrics import (
+    class_ranking,
+    classification_scores,
+    curve_classes,
+    curve_frames,
+    expected_calibration_error,
+    per_class_scores,
+    positive_index,
+    ranking_scores,
+    reliability_table,
+    rounded,
+)
+from stages.modeling.inference import predict_proba, probability_columns
+
+
+def split_metrics(gold: np.ndarray, probabilities: np.ndarray, names: list[str], positive: int = 1,
+                  calibration_bins: int = 10) -> dict:
+    """All model metrics of one labelled split, as one flat-keyed section of metrics.json."""
+    predicted = probabilities.argmax(axis=1)
+    scores = classification_scores(gold, predicted, len(names), positive)
+    scores.update(ranking_scores(gold, probabilities, names, positive))
+    scores["ece"] = expected_calibration_error(reliability_table(gold, probabilities, calibration_bins))
+    scores["per_class"] = per_class_scores(gold, predicted, names)
+    return scores
+
+
+def confusion_records(gold: np.ndarray, predicted: np.ndarray, names: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({"actual": [names[i] for i in gold], "predicted": [names[i] for i in predicted]})
+
+
+def predictions_frame(texts: list[str], gold: np.ndarray | None, probabilities: np.ndarray, names: list[str]) -> pd.DataFrame:
+    """One row per text; `gold` is empty for an unlabelled test set."""
+    frame = pd.DataFrame({"text": texts,
+                          "gold": [names[i] for i in gold] if gold is not None else [""] * len(texts),
+                          "predicted": [names[i] for i in probabilities.argmax(axis=1)]})
+    return frame.assign(**probability_columns(probabilities, names))
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_file(path) as tmp:
+        frame.to_csv(tmp, index=False, lineterminator="\n")
+
+
+def map_subset(n_rows: int, max_points: int, seed: int) -> np.ndarray:
+    """Row indices drawn on the embedding map: all of them, or a fixed random subset in row order."""
+    if n_rows <= max_points:
+        return np.arange(n_rows)
+    return np.sort(np.random.default_rng(seed).choice(n_rows, size=max_points, replace=False))
+
+
+def project_2d(vectors: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, str]:
+    """(points, description) of a 2-D PCA or t-SNE projection."""
+    from sklearn.decomposition import PCA
+
+    vectors = vectors.astype(np.float64)
+    if len(vectors) < 3:
+        return np.zeros((len(vectors), 2)), "too few texts to project"
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = float(min(30.0, max(2.0, (len(vectors) - 1) / 3)))
+        points = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(vectors)
+        return points, f"t-SNE (perplexity {perplexity:g})"
+    pca = PCA(n_components=2, random_state=seed).fit(vectors)
+    share = pca.explained_variance_ratio_.sum()
+    return pca.transform(vectors), f"PCA ({share:.0%} of the variance)"
+
+
+def embedding_map(vectors: np.ndarray, labels: np.ndarray, names: list[str], params: EvaluateParams, out: Path) -> str:
+    rows = map_subset(len(vectors), params.map_max_points, params.seed)
+    points, description = project_2d(vectors[rows], params.embedding_map, params.seed)
+    shown = f"{len(rows)} of {len(vectors)}" if len(rows) < len(vectors) else f"{len(rows)}"
+    title = f"Embed-stage vectors, {description}\n{shown} train+valid texts"
+    plots.save_png(plots.embedding_map_figure(points, labels[rows], names, title), out)
+    return description
+
+
+def write_curves(curves: dict[str, dict[int, pd.DataFrame]], names: list[str], out: Path) -> dict[int, str]:
+    """out/roc/<class>.csv and out/pr/<class>.csv; returns the file stem of each class."""
+    all_stems = class_file_stems(names)
+    stems = {index: all_stems[index] for index in curves["roc"]}
+    for kind, frames in curves.items():
+        with atomic_dir(out / kind) as tmp:
+            for index, frame in frames.items():
+                frame.to_csv(tmp / f"{stems[index]}.csv", index=False, lineterminator="\n")
+    return stems
+
+
+def write_outputs(out: Path, names: list[str], positive: int, sets: dict[str, dict], vectors: np.ndarray,
+                  vector_labels: np.ndarray, baselines: dict, params: EvaluateParams, context: dict) -> dict:
+    """Every evaluate-stage file from predictions already made; returns metrics.json's content.
+
+    `sets` maps a split name to {"texts", "gold" (None if unlabelled), "probabilities"}; "valid" is required.
+    """
+    metrics: dict = {}
+    for name, data in sets.items():
+        if data["gold"] is not None:
+            metrics[name] = split_metrics(data["gold"], data["probabilities"], names, positive, params.calibration_bins)
+    metrics.update(baselines)
+    metrics = rounded(metrics)
+
+    valid = sets["valid"]
+    gold, probabilities = valid["gold"], valid["probabilities"]
+    predicted = probabilities.argmax(axis=1)
+    frames = [predictions_frame(data["texts"], data["gold"], data["probabilities"], names).assign(split=name)
+              for name, data in sets.items()]
+    predictions = pd.concat(frames, ignore_index=True)
+    predictions = predictions[["split", *[c for c in predictions.columns if c != "split"]]]
+    write_csv(predictions, out / "predictions.csv")
+    write_csv(confusion_records(gold, predicted, names), out / "confusion.csv")
+    curves = curve_frames(gold, probabilities, names, positive)
+    write_curves(curves, names, out)
+    reliability = reliability_table(gold, probabilities, params.calibration_bins)
+    write_csv(reliability, out / "reliability.csv")
+    map_description = embedding_map(vectors, vector_labels, names, params, out / "embedding_map.png")
+
+    per_class_rank = class_ranking(gold, probabilities, curve_classes(names, positive))
+    lengths = {name: np.array([len(t) for t in texts]) for name, texts in context["all_texts"].items()}
+    with atomic_dir(out / "figures") as figures:
+        matrix = confusion_matrix(gold, predicted, labels=list(range(len(names))))
+        plots.save_png(plots.confusion_figure(matrix, names, "Confusion matrix (valid, counts)"), figures / "confusion.png")
+        auc = {i: s["roc_auc"] for i, s in per_class_rank.items()}
+        ap = {i: s["average_precision"] for i, s in per_class_rank.items()}
+        vs = "" if len(names) == 2 else " (one-vs-rest)"
+        plots.save_png(plots.curves_figure(curves["roc"], names, "fpr", "tpr", f"ROC curve{vs}, valid", auc, "AUC", True),
+                       figures / "roc.png")
+        plots.save_png(plots.curves_figure(curves["pr"], names, "recall", "precision", f"Precision-recall{vs}, valid",
+                                           ap, "AP", False, drawstyle="steps-pre"), figures / "pr.png")
+        plots.save_png(plots.reliability_figure(reliability, params.calibration_bins, metrics["valid"]["ece"]),
+                       figures / "reliability.png")
+        plots.save_png(plots.lengths_figure(lengths), figures / "lengths.png")
+    markdown = report.build_report(
+        names=names, positive=positive, metrics=metrics, class_counts=context["class_counts"], lengths=lengths,
+        token_report=context.get("token_report"), predictions=predictions, n_errors=params.report_errors,
+        map_description=map_description, title=context.get("title", "Evaluation report"),
+        baseline_labels=context.get("baseline_labels"))
+    write_text(out / "report.md", markdown)
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def class_counts(split: datasets.DatasetDict, names: list[str]) -> dict[str, dict[str, int]]:
+    counts = {}
+    for name, part in split.items():
+        if "label" in part.column_names:
+            labels = np.bincount(np.asarray(part["label"], dtype=int), minlength=len(names))
+            counts[name] = {label: int(labels[i]) for i, label in enumerate(names)}
+        else:
+            counts[name] = {"(unlabelled)": len(part)}
+    return counts
+
+
+def load_baselines(path: str) -> dict:
+    if not Path(path).is_file():
+        raise UserError(f"{path}: baseline scores missing; run `dvc repro baselines` first")
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def baseline_labels(params: Params) -> dict[str, str]:
+    """How the report names each baseline, with its settings."""
+    b = params.baselines
+    words = f"MeCab word 1-{b.tfidf.word_ngram_max}-grams" + (
+        f" + character 1-{b.tfidf.char_ngram_max}-grams" if b.tfidf.char_ngram_max else "")
+    return {
+        "tfidf": f"TF-IDF ({words}) + logistic regression",
+        "probe": "linear probe: logistic regression on frozen embed-stage vectors",
+        "mteb": f"MTEB protocol: {b.mteb.samples_per_label} per class × {b.mteb.n_experiments} runs, mean ± std",
+        "knn": f"kNN (cosine, k={b.knn.k}) on frozen embed-stage vectors",
+    }
+
+
+def evaluate(params: Params) -> dict:
+    paths = params.paths
+    split = datasets.load_from_disk(paths.split)
+    tokenized = datasets.load_from_disk(paths.tokenized)
+    names = split["train"].features["label"].names
+    positive = positive_index(names, params.evaluate.positive_label)
+    model = AutoModelForSequenceClassification.from_pretrained(paths.model)
+    device = resolve_device("auto")
+    sets = {}
+    for name in ("valid", "test"):
+        if name not in split:
+            continue
+        labelled = "label" in split[name].column_names
+        probabilities = predict_proba(model, tokenized[name]["input_ids"], params.train.eval_batch_size, device,
+                                      desc=f"predict {name}")
+        sets[name] = {"texts": split[name]["text"], "probabilities": probabilities,
+                      "gold": np.asarray(split[name]["label"]) if labelled else None}
+    vectors = np.concatenate([np.load(Path(paths.embeddings) / f"{name}.npy") for name in ("train", "valid")])
+    vector_labels = np.concatenate([np.asarray(split[name]["label"]) for name in ("train", "valid")])
+    token_report_path = Path(paths.tokenize_report)
+    context = {
+        "class_counts": class_counts(split, names),
+        "all_texts": {name: split[name]["text"] for name in split},
+        "token_report": json.loads(token_report_path.read_text()) if token_report_path.is_file() else None,
+        "title": f"Evaluation report: {Path(params.data.train_csv).name}, model {params.model.name}",
+        "baseline_labels": baseline_labels(params),
+    }
+    return write_outputs(Path(paths.eval), names, positive, sets, vectors, vector_labels,
+                         load_baselines(paths.baselines), params.evaluate, context)

@@ -1,0 +1,77 @@
+"""package stage: the release directory = the fine-tuned model + its model card (README.md).
+
+The card needs the evaluation metrics, which exist only after the evaluate stage, and evaluate reads
+data/model. Writing README.md into data/model afterwards would make one stage modify another stage's
+output (DVC would then see train's output as changed on every run). So this last stage copies data/model
+into data/release and adds the card there; `artifacts:` in dvc.yaml points at data/release. The copy costs
+no cache space: DVC stores files by content hash, and the weights are byte-identical to data/model's.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from stages.common.errors import UserError
+from stages.common.outputs import atomic_dir
+from stages.common.params import Params
+from stages.evaluation.model_card import render_card
+
+CARD_FILE = "README.md"
+TOKENIZER_CONFIG = "tokenizer_config.json"
+# Saved by transformers from how the training run loaded the tokenizer, not properties of the tokenizer.
+MACHINE_KEYS = ("is_local", "local_files_only")
+# Params sections that shape the model (embed/evaluate only measure it; paths only place files).
+CARD_PARAM_SECTIONS = ("data", "split", "model", "tokenize", "train")
+
+
+def read_json(path: Path, stage: str) -> dict:
+    if not path.is_file():
+        raise UserError(f"{path}: not found; it is written by the {stage} stage: run `dvc repro`")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def copy_model(model_dir: Path, target: Path) -> None:
+    for item in sorted(model_dir.iterdir()):
+        if item.name.startswith("."):
+            continue
+        if item.is_dir():
+            shutil.copytree(item, target / item.name)
+        else:
+            shutil.copyfile(item, target / item.name)
+
+
+def set_max_length(model_dir: Path, max_length: int) -> None:
+    """Record the training truncation in the tokenizer, so `pipeline(..., truncation=True)` and the predict
+    command cut texts where the tokenize stage did (the saved value is the base model's limit)."""
+    config_file = model_dir / TOKENIZER_CONFIG
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["model_max_length"] = max_length
+    for key in MACHINE_KEYS:
+        config.pop(key, None)
+    config_file.write_text(json.dumps(config, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def label_names(model_dir: Path) -> list[str]:
+    config = read_json(model_dir / "config.json", "train")
+    id2label = config.get("id2label") or {}
+    return [id2label[str(i)] for i in range(len(id2label))]
+
+
+def package(params: Params) -> tuple[Path, list[str]]:
+    paths = params.paths
+    model_dir = Path(paths.model)
+    names = label_names(model_dir)
+    base = read_json(Path(paths.model_summary), "base_model")
+    base.setdefault("pretrain_steps", params.model.pretrain_steps)
+    summary = read_json(Path(paths.split) / "summary.json", "split")
+    metrics = read_json(Path(paths.eval) / "metrics.json", "evaluate")
+    max_length = min(params.tokenize.max_length, base.get("max_position_embeddings") or params.tokenize.max_length)
+    dumped = params.model_dump(mode="json")
+    card = render_card(names, base, summary, metrics, {s: dumped[s] for s in CARD_PARAM_SECTIONS}, max_length,
+                       params.package.intended_use, params.package.limitations)
+    with atomic_dir(paths.release) as tmp:
+        copy_model(model_dir, tmp)
+        set_max_length(tmp, max_length)
+        (tmp / CARD_FILE).write_text(card, encoding="utf-8")
+    return Path(paths.release), names

@@ -1,0 +1,129 @@
+"""Resolve `model.name` into a local model directory: the builtin model, a local directory, or a hub id.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import datasets
+from transformers import AutoConfig, AutoTokenizer
+
+from stages.common.errors import UserError
+from stages.common.hardware import resolve_device, resolve_precision
+from stages.common.outputs import atomic_dir
+from stages.common.params import BUILTIN_MODEL, ModelParams
+
+# Pickle-based weight formats are never copied or loaded: safetensors only.
+UNSAFE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".ckpt", ".h5", ".msgpack", ".onnx"}
+VOCAB_FILES = ("tokenizer.json", "vocab.txt", "vocab.json")
+HUB_PATTERNS = ["*.json", "*.txt", "*.safetensors", "*.model", "*.tiktoken", "*.py", "README.md"]
+
+
+def model_source(name: str) -> str:
+    if name == BUILTIN_MODEL:
+        return "builtin"
+    if Path(name).expanduser().is_dir():
+        return "local"
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise UserError(f"model.name: local directory {name!r} not found; give an existing directory, "
+                        f"a hub id like 'tohoku-nlp/bert-base-japanese-v3', or 'builtin' for the offline default")
+    return "hub"
+
+
+def check_model_dir(directory: Path, label: str, trust_remote_code: bool = False) -> None:
+    """A usable model directory has a config, safetensors weights and tokenizer files."""
+    if not (directory / "config.json").is_file():
+        raise UserError(f"{label}: no config.json; it is not a transformers model directory")
+    if not any(directory.glob("*.safetensors")):
+        unsafe = sorted(p.name for p in directory.iterdir() if p.suffix in UNSAFE_SUFFIXES)
+        hint = f" (found {', '.join(unsafe)}: convert them with save_pretrained(safe_serialization=True))" if unsafe else ""
+        raise UserError(f"{label}: no *.safetensors weights{hint}; only safetensors are loaded")
+    # transformers 5 would quietly build an empty-vocabulary tokenizer from config.json alone.
+    if not any((directory / name).is_file() for name in VOCAB_FILES) and not any(directory.glob("*.model")):
+        raise UserError(f"{label}: tokenizer files missing (none of {', '.join(VOCAB_FILES)}, *.model); copy "
+                        f"tokenizer_config.json and the vocabulary file from the original model into it")
+    try:
+        AutoTokenizer.from_pretrained(str(directory), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, TypeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{label}: tokenizer files missing or unreadable ({first[:160]}); copy tokenizer_config.json "
+                        f"and vocab.txt / tokenizer.json from the original model into it") from None
+
+
+def copy_local(source: Path, target: Path) -> None:
+    for item in sorted(source.iterdir()):
+        if item.name.startswith(".") or item.suffix in UNSAFE_SUFFIXES or item.name.startswith("checkpoint-"):
+            continue
+        if item.is_dir():
+            shutil.copytree(item, target / item.name)
+        else:
+            shutil.copy2(item, target / item.name)
+
+
+def download_hub(model: ModelParams, target: Path) -> str:
+    """Download a hub snapshot; returns the resolved commit hash."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        path = snapshot_download(model.name, revision=model.revision, local_dir=str(target), allow_patterns=HUB_PATTERNS)
+    except (RepositoryNotFoundError, RevisionNotFoundError) as err:
+        raise UserError(f"model.name: {model.name!r} (revision {model.revision or 'main'}) not found on the Hugging Face "
+                        f"Hub ({type(err).__name__}); check the id, or use model.name: builtin for the offline default") from None
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as err:
+        raise UserError(f"model.name: {model.name!r} is not a local directory and the Hugging Face Hub is unreachable "
+                        f"({type(err).__name__}); set model.name: builtin to use the offline default, or point "
+                        f"model.name at a downloaded model directory") from None
+    cache = Path(path) / ".cache"
+    if cache.exists():
+        shutil.rmtree(cache)
+    commits = sorted(Path(path).glob("**/*.metadata"))
+    return model.revision or (commits[0].read_text().split()[0] if commits else "main")
+
+
+def summarise(directory: Path, model: ModelParams, extra: dict) -> dict:
+    config = AutoConfig.from_pretrained(str(directory), trust_remote_code=model.trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=model.trust_remote_code)
+    summary = {
+        "source": model.name,
+        "revision": model.revision,
+        "model_type": config.model_type,
+        "num_hidden_layers": getattr(config, "num_hidden_layers", None),
+        "num_attention_heads": getattr(config, "num_attention_heads", None),
+        "hidden_size": getattr(config, "hidden_size", None),
+        "intermediate_size": getattr(config, "intermediate_size", None),
+        "max_position_embeddings": getattr(config, "max_position_embeddings", None),
+        "vocab_size": len(tokenizer),
+        "tokenizer_class": type(tokenizer).__name__,
+        "word_tokenizer_type": getattr(tokenizer, "word_tokenizer_type", None),
+        "subword_tokenizer_type": getattr(tokenizer, "subword_tokenizer_type", None),
+    }
+    summary.update(extra)
+    return summary
+
+
+def resolve_base_model(model: ModelParams, split_dir: str, target_dir: str) -> dict:
+    source = model_source(model.name)
+    if model.trust_remote_code:
+        print("warning: model.trust_remote_code is true: code from the model repository will run on this machine")
+    with atomic_dir(target_dir) as tmp:
+        extra: dict = {}
+        if source == "builtin":
+            from stages.modeling.builtin import build_builtin
+
+            texts = datasets.load_from_disk(split_dir)["train"]["text"]
+            dtype = resolve_precision("auto", resolve_device("cpu"))
+            extra = build_builtin(list(texts), tmp, model.builtin, model.pretrain_steps, dtype)
+        elif source == "local":
+            source_dir = Path(model.name).expanduser()
+            check_model_dir(source_dir, f"model.name {model.name!r}", model.trust_remote_code)
+            copy_local(source_dir, tmp)
+        else:
+            extra = {"resolved_revision": download_hub(model, tmp)}
+            check_model_dir(tmp, f"model.name {model.name!r}", model.trust_remote_code)
+        return summarise(tmp, model, extra)

@@ -1,0 +1,355 @@
+"""Fine-tune AutoModelForSequenceClassification with the Trainer.
+
+Speed: dynamic padding (DataCollatorWithPadding), length-grouped batches, bf16 autocast where the
+hardware has it, fused AdamW with gradient clipping folded into it, SDPA attention, and on CPU a cheaper
+dropout mask generator (cpu_speed.py). Quality: early stopping on a chosen metric with the best
+model restored at the end, optional class-balanced loss, seeds set before the model exists.
+Interruption: pickle-free checkpoints (checkpointing.py) under a key of deps + params, resumed
+by the next `dvc repro`. Several processes: `train.nproc > 1` re-executes this module under torchrun.
+Training curves: DVCLive through transformers' DVCLiveCallback, into `paths.train_log`.
+
+The model is saved with id2label/label2id from the split's ClassLabel, as safetensors, so it loads
+anywhere with plain transformers.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import datasets
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    PreTrainedModel,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.integrations import DVCLiveCallback
+from transformers.trainer_pt_utils import (
+    LengthGroupedSampler,
+    get_length_grouped_indices,
+)
+
+from stages.common.codedeps import ROOT, code_files
+from stages.common.errors import UserError
+from stages.common.hardware import resolve_device, resolve_precision
+from stages.common.outputs import atomic_dir
+from stages.common.params import PathParams, TrainParams
+from stages.evaluation.metrics import make_compute_metrics, positive_index
+from stages.modeling import checkpointing as ckpt
+from stages.modeling import cpu_speed
+
+# Trainer log entries that vary from run to run (wall-clock) or repeat a per-epoch value as an aggregate:
+# kept out of the DVCLive files so reruns write the same bytes.
+UNSTABLE_LOG_KEYS = ("runtime", "per_second", "total_flos", "train_loss")
+
+
+def label_maps(names: list[str]) -> tuple[dict[int, str], dict[str, int]]:
+    return dict(enumerate(names)), {name: i for i, name in enumerate(names)}
+
+
+def balanced_class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
+    """n_samples / (n_classes * count) per class, as sklearn's class_weight='balanced'."""
+    counts = np.bincount(np.asarray(labels), minlength=n_classes).astype(np.float64)
+    if (counts == 0).any():
+        missing = [i for i in range(n_classes) if counts[i] == 0]
+        raise UserError(f"train.class_weights: balanced: classes {missing} have no training rows; "
+                        "use class_weights: none or add rows of those classes")
+    return torch.tensor(counts.sum() / (n_classes * counts), dtype=torch.float32)
+
+
+class EpochLengthGroupedSampler(LengthGroupedSampler):
+    """transformers' length-grouped order (random mega-batches, each sorted by length), drawn from
+    `seed + epoch` instead of the global RNG, so a run resumed mid-training sees the same batches."""
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:  # called by the Trainer / accelerate at each epoch start
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
+class TrainingCurves(DVCLiveCallback):
+    """transformers' DVCLive integration, with three project rules:
+
+    - no `dvc.yaml` of its own (the train stage declares the directory once) and no DVC experiment of its own;
+    - no `log_params(TrainingArguments)`: `dvc exp show` lists only params.yaml's params;
+    - one row per logging step (train and eval logs of the same step share it), x = optimizer step,
+      without wall-clock values, and replayed from the Trainer state after a resume, so the files of a
+      resumed run equal those of an uninterrupted one.
+    """
+
+    def __init__(self, log_dir: str | Path):
+        super().__init__(live=None, log_model=False)
+        self.log_dir = str(log_dir)
+        self._logged: set[tuple[str, int]] = set()
+
+    def setup(self, args, state, model):
+        from dvclive import Live
+
+        self._initialized = True
+        if state.is_world_process_zero and self.live is None:
+            self.live = Live(self.log_dir, dvcyaml=None, save_dvc_exp=False, report=None)
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if not self._initialized:
+            self.setup(args, state, model)
+        if state.is_world_process_zero:
+            for entry in state.log_history:  # non-empty only when resuming: earlier steps' rows
+                self._log({k: v for k, v in entry.items() if k != "step"}, int(entry["step"]))
+
+    def on_log(self, args, state, control, model=None, logs=None, **kwargs):
+        if not self._initialized:
+            self.setup(args, state, model)
+        if state.is_world_process_zero:
+            self._log(logs or {}, state.global_step)
+
+    def _log(self, logs: dict, step: int) -> None:
+        from dvclive.plots import Metric
+        from dvclive.utils import standardize_metric_name
+
+        self.live.step = step
+        for key, value in sorted(logs.items()):  # sorted, as in the Trainer state that a resume replays
+            name = standardize_metric_name(key, "dvclive.huggingface")
+            if "/" not in name:  # loss, learning_rate, grad_norm, epoch: training-side values
+                name = f"train/{name}"
+            if any(part in key for part in UNSTABLE_LOG_KEYS) or (name, step) in self._logged:
+                continue
+            if Metric.could_log(value):
+                self.live.log_metric(name, round(float(value), 8))
+                self._logged.add((name, step))
+        self.live.make_summary()
+
+
+class ProjectTrainer(Trainer):
+    """Trainer with class-weighted loss, a resumable length-grouped sampler and pickle-free checkpoints."""
+
+    def __init__(self, *args, class_weights: Optional[torch.Tensor] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.class_weights = class_weights
+
+    # ---- loss (the Trainer's hook) ----
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.class_weights is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        # Weighted mean (PyTorch's definition); the Trainer divides by the accumulation steps as usual.
+        loss = F.cross_entropy(outputs.logits.float(), labels, weight=self.class_weights.to(labels.device))
+        return (loss, outputs) if return_outputs else loss
+
+    # ---- clipping folded into fused AdamW (stages/cpu_speed.py) ----
+    def _clip_grad_norm(self, model):
+        grads_dtype = next((p.grad.dtype for p in model.parameters() if p.grad is not None), None)
+        has_scaler = getattr(self.accelerator, "scaler", None) is not None
+        if not cpu_speed.fused_clip_applies(self.optimizer, grads_dtype, has_scaler):
+            return super()._clip_grad_norm(model)
+        return cpu_speed.defer_clip_to_fused_adamw(cpu_speed.fused_adamw(self.optimizer), model.parameters(),
+                                                   self.args.max_grad_norm)
+
+    # ---- batches ----
+    def _get_train_sampler(self, train_dataset=None):
+        # self.train_dataset still has the "length" column that _remove_unused_columns drops from `train_dataset`.
+        source = self.train_dataset
+        if (self.args.train_sampling_strategy == "group_by_length"
+                and "length" in getattr(source, "column_names", ())):
+            return EpochLengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                             source["length"], self.args.data_seed)
+        return super()._get_train_sampler(train_dataset)
+
+    # ---- checkpoints without pickle ----
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """As Trainer._save, minus `training_args.bin` (a pickle of TrainingArguments)."""
+        if not self.args.should_save:
+            return
+        output_dir = output_dir or self.args.output_dir
+        os.makedirs(output_dir, exist_ok=True)
+        model = self.model if isinstance(self.model, PreTrainedModel) else self.accelerator.unwrap_model(self.model)
+        model.save_pretrained(output_dir, state_dict=state_dict)
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        if self.args.should_save:
+            os.makedirs(output_dir, exist_ok=True)
+            ckpt.save_optimizer(self.optimizer.state_dict(), Path(output_dir))
+            ckpt.save_plain_state(self.lr_scheduler.state_dict(), Path(output_dir) / "scheduler.json")
+
+    def _save_scaler(self, output_dir: str) -> None:
+        scaler = getattr(self.accelerator, "scaler", None)
+        if scaler is not None and self.args.should_save:
+            ckpt.save_plain_state(scaler.state_dict(), Path(output_dir) / "scaler.json")
+
+    def _save_rng_state(self, output_dir: str) -> None:
+        os.makedirs(output_dir, exist_ok=True)
+        ckpt.save_rng_state(Path(output_dir), self.args.process_index)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        super()._save_checkpoint(model, trial)
+        self.accelerator.wait_for_everyone()  # every rank's RNG file is written before the marker
+        if self.args.should_save:
+            ckpt.mark_complete(Path(self._get_output_dir(trial)) / f"{ckpt.CHECKPOINT_PREFIX}{self.state.global_step}")
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        if checkpoint is None or not ckpt.has_optimizer_state(Path(checkpoint)):
+            return
+        self.optimizer.load_state_dict(ckpt.load_optimizer(Path(checkpoint)))
+        self.lr_scheduler.load_state_dict(ckpt.load_plain_state(Path(checkpoint) / "scheduler.json"))
+
+    def _load_scaler(self, checkpoint: str | None) -> None:
+        scaler = getattr(self.accelerator, "scaler", None)
+        if checkpoint is not None and scaler is not None and (Path(checkpoint) / "scaler.json").is_file():
+            scaler.load_state_dict(ckpt.load_plain_state(Path(checkpoint) / "scaler.json"))
+
+    def _load_rng_state(self, checkpoint: str | None) -> None:
+        if checkpoint is not None:
+            ckpt.load_rng_state(Path(checkpoint), self.args.process_index)
+
+
+def training_arguments(train: TrainParams, output_dir: str, device: Optional[torch.device] = None) -> TrainingArguments:
+    device = device or resolve_device("auto")
+    dtype = resolve_precision(train.precision, device, "train.precision")
+    evaluating = train.eval_strategy != "no"
+    keep_best = evaluating and train.save_strategy != "no"
+    return TrainingArguments(
+        output_dir=output_dir,
+        num_train_epochs=train.epochs,
+        max_steps=train.max_steps,
+        learning_rate=train.learning_rate,
+        per_device_train_batch_size=train.batch_size,
+        per_device_eval_batch_size=train.eval_batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation_steps,
+        lr_scheduler_type=train.lr_scheduler_type,
+        warmup_steps=train.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps in transformers 5
+        weight_decay=train.weight_decay,
+        seed=train.seed,
+        data_seed=train.seed,
+        bf16=dtype == torch.bfloat16,
+        fp16=dtype == torch.float16,
+        # One fused kernel over all parameters instead of per-tensor ops: the optimizer step is a large
+        # share of a step on CPU with short texts.
+        optim="adamw_torch_fused",
+        train_sampling_strategy="group_by_length" if train.group_by_length else "random",
+        length_column_name="length",
+        eval_strategy=train.eval_strategy,
+        eval_steps=train.eval_steps,
+        save_strategy=train.save_strategy,
+        save_steps=train.save_steps,
+        save_total_limit=1,  # the latest checkpoint (to resume) and the best one (to restore at the end)
+        logging_strategy=train.eval_strategy if evaluating else "epoch",
+        logging_steps=train.eval_steps,
+        load_best_model_at_end=keep_best,
+        metric_for_best_model=train.metric_for_best_model if evaluating else None,
+        greater_is_better=train.metric_for_best_model != "loss",
+        report_to="none",  # DVCLive comes in as the TrainingCurves callback (see its docstring)
+        use_cpu=device.type == "cpu",
+        dataloader_pin_memory=device.type == "cuda",
+        # Sequence classification does not take num_items_in_batch: skip its per-step all-reduce under DDP.
+        average_tokens_across_devices=False,
+        ddp_find_unused_parameters=False,
+        disable_tqdm=False,
+    )
+
+
+def build_trainer(tokenized: datasets.DatasetDict, model_dir: str, train: TrainParams, output_dir: str,
+                  log_dir: Optional[str] = None, device: Optional[torch.device] = None,
+                  positive_label: Optional[str] = None) -> ProjectTrainer:
+    """`positive_label` (evaluate.positive_label) is the class whose F1 `metric_for_best_model: f1` selects on,
+    the same class the evaluate stage reports."""
+    names = tokenized["train"].features["label"].names
+    positive = positive_index(names, positive_label)
+    id2label, label2id = label_maps(names)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    args = training_arguments(train, output_dir, device)
+    # Seed before the model exists: the classification head is randomly initialised.
+    set_seed(train.seed)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_dir, num_labels=len(names), id2label=id2label, label2id=label2id, attn_implementation="sdpa")
+    if args.use_cpu:
+        cpu_speed.use_hash_dropout(model)  # CUDA's dropout RNG is already fast
+    columns = ["input_ids", "attention_mask", "label", "length"] + (
+        ["token_type_ids"] if "token_type_ids" in tokenized["train"].column_names else [])
+    callbacks = []
+    if train.early_stopping_patience > 0:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=train.early_stopping_patience))
+    if log_dir is not None:
+        callbacks.append(TrainingCurves(log_dir))
+    weights = (balanced_class_weights(np.asarray(tokenized["train"]["label"]), len(names))
+               if train.class_weights == "balanced" else None)
+    evaluating = train.eval_strategy != "no"
+    return ProjectTrainer(
+        model=model,
+        args=args,
+        train_dataset=tokenized["train"].select_columns(columns),
+        eval_dataset=tokenized["valid"].select_columns(columns) if evaluating else None,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=make_compute_metrics(len(names), positive),
+        callbacks=callbacks,
+        class_weights=weights,
+    )
+
+
+def save_model(trainer: Trainer, out_dir: str) -> None:
+    """save_pretrained (safetensors), not trainer.save_model: the latter also pickles training_args.bin."""
+    with atomic_dir(out_dir) as tmp:
+        trainer.model.save_pretrained(str(tmp))
+        trainer.processing_class.save_pretrained(str(tmp))
+
+
+def run_key(paths: PathParams, train: TrainParams, positive_label: Optional[str] = None) -> str:
+    # The code the stage runs, its data deps and its params: any change starts a fresh run directory.
+    code = [ROOT / f for f in code_files("stages.train")]
+    params = {**train.model_dump(), "evaluate.positive_label": positive_label}
+    return ckpt.checkpoint_key([*code, paths.tokenized, paths.base_model], params)
+
+
+def best_eval(trainer: Trainer) -> Optional[dict]:
+    """The eval log entry of the model kept at the end (the best one when keeping the best)."""
+    evals = [e for e in trainer.state.log_history if "eval_loss" in e]
+    if not evals:
+        return None
+    best_step = trainer.state.best_global_step if trainer.args.load_best_model_at_end else None
+    return next((e for e in evals if e["step"] == best_step), evals[-1])
+
+
+def train_and_save(paths: PathParams, train: TrainParams, positive_label: Optional[str] = None) -> Optional[dict]:
+    """Train (resuming a matching interrupted run), save the model to paths.model; returns the kept eval entry."""
+    tokenized = datasets.load_from_disk(paths.tokenized)
+    key = run_key(paths, train, positive_label)
+    checkpoint_root = Path(paths.train_dir)
+    run_dir = checkpoint_root / key
+    trainer = build_trainer(tokenized, paths.base_model, train, str(run_dir), paths.train_log,
+                            positive_label=positive_label)
+    resume = None
+    if trainer.is_world_process_zero():
+        ckpt.remove_other_runs(checkpoint_root, keep=key)
+        ckpt.remove_incomplete_checkpoints(run_dir)
+    trainer.accelerator.wait_for_everyone()
+    latest = ckpt.latest_complete_checkpoint(run_dir)
+    if latest is not None:
+        resume = str(latest)
+        if trainer.is_world_process_zero():
+            print(f"train: resuming from {latest} (same deps and params as the interrupted run)", flush=True)
+    trainer.train(resume_from_checkpoint=resume)
+    kept = best_eval(trainer)
+    if trainer.is_world_process_zero():
+        save_model(trainer, paths.model)
+        # Finished: the checkpoints cannot be resumed any more (DVC caches the result instead).
+        ckpt.remove_other_runs(checkpoint_root, keep="")
+    trainer.accelerator.wait_for_everyone()
+    return kept
