@@ -28,6 +28,10 @@ def drop_empty_texts(frame: pd.DataFrame, text_column: str, on_empty: str, sourc
         row = int(empty.idxmax()) + 1
         raise UserError(f"{source}: empty text in column {text_column!r} on row {row} ({int(empty.sum())} in all); "
                         f"fill or remove them, or set data.on_empty_text: drop")
+    if empty.all():
+        others = ", ".join(repr(c) for c in frame.columns if c != text_column)
+        raise UserError(f"{source}: all {len(frame)} rows have an empty text in column {text_column!r}, so no row is "
+                        f"left; is data.text_column the column that holds the texts? (other columns: {others or 'none'})")
     return frame[~empty], [f"{source}: dropped {int(empty.sum())} rows with an empty text"]
 
 
@@ -87,7 +91,11 @@ def drop_rare_classes(frame: pd.DataFrame, on_rare: str, source: str) -> tuple[p
     return frame[~frame["label"].isin(rare.index)], [f"{source}: dropped rare class {listed} (data.on_rare_class: drop)"]
 
 
-def check_splittable(counts: pd.Series, valid_size: float, source: str) -> None:
+def check_splittable(counts: pd.Series, valid_size: float, source: str, notes: list[str] | None = None) -> None:
+    if counts.empty:
+        why = "; ".join(notes or []) or "every row was removed"
+        raise UserError(f"{source}: no rows left after cleaning ({why}); fix the rows or relax data.on_conflict / "
+                        f"data.on_rare_class")
     if len(counts) < 2:
         raise UserError(f"{source}: only one class ({counts.index[0]!r}) after cleaning; "
                         f"a classifier needs at least 2 classes in data.label_column")
@@ -102,8 +110,10 @@ def check_splittable(counts: pd.Series, valid_size: float, source: str) -> None:
                         f"{len(counts)} classes; lower split.valid_size")
 
 
-def stratified_split(frame: pd.DataFrame, valid_size: float, seed: int, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    check_splittable(frame["label"].value_counts(), valid_size, source)
+def stratified_split(frame: pd.DataFrame, valid_size: float, seed: int, source: str,
+                     notes: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`notes` say what cleaning removed, for the message when nothing is left."""
+    check_splittable(frame["label"].value_counts(), valid_size, source, notes)
     train, valid = train_test_split(frame, test_size=valid_size, random_state=seed, stratify=frame["label"])
     # Keep the file's row order inside each split: easier to read, and independent of the shuffle.
     return train.sort_index(), valid.sort_index()
@@ -129,9 +139,10 @@ def load_test(data: DataParams, names: list[str], train_texts: set[str]) -> tupl
     labelled = data.label_column in table.frame.columns
     notes = list(table.notes)
     if labelled:
-        frame, test_names, more = load_labelled(table, data, None, "data.test_csv")
+        # With data.label_names the test file may use the same integer ids as the training file.
+        frame, _, more = load_labelled(table, data, data.label_names, "data.test_csv")
         notes += more
-        unseen = [label for label in test_names if label not in names]
+        unseen = [label for label in sorted(set(frame["label"])) if label not in names]
         if unseen:
             row = int(frame.index[frame["label"].eq(unseen[0])][0]) + 1
             raise UserError(f"{table.source}: label {unseen[0]!r} on row {row} never occurs in training "
@@ -178,7 +189,7 @@ def make_splits(data: DataParams, split: SplitParams) -> tuple[datasets.DatasetD
     notes += more
     if data.label_names is None:  # classes named by the data: a dropped class is no class
         names = [name for name in names if name in set(frame["label"])]
-    train, valid = stratified_split(frame, split.valid_size, split.seed, table.source)
+    train, valid = stratified_split(frame, split.valid_size, split.seed, table.source, notes)
     parts = {"train": train, "valid": valid}
     splits = {"train": to_dataset(train, names), "valid": to_dataset(valid, names)}
     if data.test_csv:

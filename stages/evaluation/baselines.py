@@ -10,7 +10,6 @@ It does not read the fine-tuned model, so `dvc exp run -S train.*` never reruns 
 """
 from __future__ import annotations
 
-import os
 import unicodedata
 import warnings
 from pathlib import Path
@@ -26,6 +25,7 @@ from tqdm.auto import tqdm
 
 from stages.common.errors import UserError
 from stages.common.params import BaselinesParams
+from stages.dataset.japanese import mecab_words, prepare_texts
 from stages.evaluation.metrics import classification_scores
 
 # Keys kept per baseline: enough to compare with the model without flooding `dvc exp show`.
@@ -96,16 +96,6 @@ def knn(train_vectors: np.ndarray, train_labels: np.ndarray, eval_sets: dict[str
     return {name: compared_scores(gold, model.predict(vectors), n_classes) for name, (vectors, gold) in eval_sets.items()}
 
 
-def mecab_words(texts: list[str]) -> list[str]:
-    """Space-joined MeCab words (fugashi + unidic-lite, the builtin model's segmenter) of NFKC-normalised texts."""
-    import fugashi
-    import unidic_lite
-
-    tagger = fugashi.GenericTagger(
-        f'-d "{unidic_lite.DICDIR}" -r "{os.path.join(unidic_lite.DICDIR, "mecabrc")}" -Owakati')
-    return [tagger.parse(unicodedata.normalize("NFKC", text)).strip() for text in tqdm(texts, desc="mecab", mininterval=2)]
-
-
 def tfidf_features(word_ngram_max: int, char_ngram_max: int):
     """Vectorizers over (space-joined MeCab words, NFKC text): word n-grams and character n-grams."""
     words = TfidfVectorizer(tokenizer=str.split, token_pattern=None, lowercase=False, sublinear_tf=True,
@@ -121,7 +111,8 @@ def tfidf_baseline(train_texts: list[str], train_labels: np.ndarray, eval_sets: 
     words, chars = tfidf_features(word_ngram_max, char_ngram_max)
 
     def features(texts: list[str], fit: bool):
-        tokens = mecab_words(texts)
+        texts, _ = prepare_texts(texts)  # the notes on these texts come from the tokenize stage
+        tokens = mecab_words(tqdm(texts, desc="mecab", mininterval=2))
         normal = [unicodedata.normalize("NFKC", t) for t in texts]
         parts = [words.fit_transform(tokens) if fit else words.transform(tokens)]
         if chars is not None:

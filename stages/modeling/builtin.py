@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -21,24 +21,11 @@ from transformers import (
 )
 
 from stages.common.params import BuiltinModelParams
+from stages.dataset import japanese
+from stages.dataset.japanese import MECAB_KWARGS, segment
 from stages.modeling.cpu_speed import use_hash_dropout
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-MECAB_KWARGS = {"mecab_dic": "unidic_lite"}
-
-
-def word_tokenizer():
-    """The word segmenter BertJapaneseTokenizer will use at inference, so the vocabulary matches it exactly."""
-    from transformers.models.bert_japanese.tokenization_bert_japanese import (
-        MecabTokenizer,
-    )
-
-    return MecabTokenizer(do_lower_case=False, normalize_text=True, **MECAB_KWARGS)
-
-
-def segment(texts: Iterable[str]) -> list[list[str]]:
-    mecab = word_tokenizer()
-    return [mecab.tokenize(text) for text in texts]
 
 
 def train_wordpiece_vocab(words: Sequence[Sequence[str]], vocab_size: int) -> list[str]:
@@ -158,6 +145,7 @@ def pretrain_mlm(model: BertForMaskedLM, tokenizer: BertJapaneseTokenizer, texts
 def build_builtin(texts: list[str], out_dir: Path, size: BuiltinModelParams, steps: int,
                   autocast_dtype: torch.dtype | None = None) -> dict:
     """Build tokenizer + pretrained model into `out_dir`; returns facts for the summary."""
+    texts, _ = japanese.prepare_texts(texts)  # MeCab reads them twice below (vocabulary, pretraining ids)
     words = segment(tqdm(texts, desc="MeCab segmentation", unit="text", mininterval=2))
     vocab = train_wordpiece_vocab(words, size.vocab_size)
     tokenizer = save_tokenizer(vocab, out_dir, size.max_position_embeddings)
