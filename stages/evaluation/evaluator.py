@@ -2,8 +2,8 @@
 
 Every file declared in dvc.yaml is written on every run, for binary and multi-class tasks alike:
   metrics.json      flat keys: valid.macro_f1, valid.roc_auc, valid.ece, ..., probe/mteb/knn/tfidf.valid.*
-  predictions.csv   split, text, gold, predicted, one probability column per class
-  confusion.csv     (gold, predicted) per valid text, for DVC's confusion template
+  predictions.csv   split, text, gold, predicted, one probability column per class (spreadsheet-safe)
+  confusion.csv     (gold, predicted) per valid text, for DVC's confusion template (spreadsheet-safe)
   roc/, pr/         one CSV per curve: the positive class (2 classes) or every class one-vs-rest
   reliability.csv   per confidence bin: mean confidence, accuracy, count
   embedding_map.png 2-D map of the embed stage's vectors coloured by label
@@ -30,6 +30,7 @@ from stages.common.outputs import (
     write_text,
 )
 from stages.common.params import EvaluateParams, Params
+from stages.common.spreadsheet import spreadsheet_safe
 from stages.evaluation import plots, report
 from stages.evaluation.metrics import (
     class_ranking,
@@ -139,8 +140,10 @@ def write_outputs(out: Path, names: list[str], positive: int, sets: dict[str, di
               for name, data in sets.items()]
     predictions = pd.concat(frames, ignore_index=True)
     predictions = predictions[["split", *[c for c in predictions.columns if c != "split"]]]
-    write_csv(predictions, out / "predictions.csv")
-    write_csv(confusion_records(gold, predicted, names), out / "confusion.csv")
+    # Files people open in a spreadsheet: a text or class name cannot run as a formula there. The report below
+    # gets the unchanged predictions and escapes them for Markdown itself.
+    write_csv(spreadsheet_safe(predictions), out / "predictions.csv")
+    write_csv(spreadsheet_safe(confusion_records(gold, predicted, names)), out / "confusion.csv")
     curves = curve_frames(gold, probabilities, names, positive)
     write_curves(curves, names, out)
     reliability = reliability_table(gold, probabilities, params.calibration_bins)

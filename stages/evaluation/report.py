@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stages.evaluation.markdown import Markdown, cell, escape, table
+
 # Images the report embeds, relative to the report's directory.
 FIGURES = {
     "confusion": "figures/confusion.png",
@@ -18,22 +20,6 @@ FIGURES = {
 }
 
 
-def cell(value) -> str:
-    """A Markdown table cell: numbers to 4 decimals, text on one line with pipes escaped."""
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    text = " ".join(str(value).split())
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;")
-
-
-def table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def shorten(text: str, limit: int = 120) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -41,7 +27,7 @@ def shorten(text: str, limit: int = 120) -> str:
 
 def comparison_rows(metrics: dict, split: str, baseline_labels: dict[str, str]) -> list[list]:
     model = metrics[split]
-    rows = [["**fine-tuned model**", model["accuracy"], model["macro_f1"], model["weighted_f1"]]]
+    rows = [[Markdown("**fine-tuned model**"), model["accuracy"], model["macro_f1"], model["weighted_f1"]]]
     for key, label in baseline_labels.items():
         scores = metrics.get(key, {}).get(split)
         if not scores:
@@ -102,9 +88,10 @@ def build_report(names: list[str], positive: int, metrics: dict, class_counts: d
     valid = metrics["valid"]
     binary = len(names) == 2
     n_valid = sum(c["support"] for c in valid["per_class"].values())
-    out = [f"# {title}", ""]
-    kind = f"binary, positive class **{names[positive]}**" if binary else f"{len(names)} classes"
-    out += [f"Classes: {', '.join(names)} ({kind}). Scores are on the valid split ({n_valid} texts) unless stated.", ""]
+    out = [f"# {escape(title)}", ""]
+    kind = f"binary, positive class **{escape(names[positive])}**" if binary else f"{len(names)} classes"
+    out += [f"Classes: {', '.join(escape(name) for name in names)} ({kind}). Scores are on the valid split "
+            f"({n_valid} texts) unless stated.", ""]
 
     out += ["## Model vs baselines", ""]
     for split in [s for s in ("valid", "test") if s in metrics]:
@@ -114,7 +101,7 @@ def build_report(names: list[str], positive: int, metrics: dict, class_counts: d
             "measure the base model's frozen sentence vectors (no fine-tuning); TF-IDF is the classical bar to clear.", ""]
 
     out += ["## Fine-tuned model (valid)", ""]
-    which = f"class {names[positive]}" if binary else "macro over one-vs-rest classes"
+    which = f"class {escape(names[positive])}" if binary else "macro over one-vs-rest classes"
     out += [f"ROC-AUC {cell(valid.get('roc_auc'))}, average precision {cell(valid.get('average_precision'))} ({which}); "
             f"expected calibration error {cell(valid['ece'])}.", ""]
     rows = [[name, s["precision"], s["recall"], s["f1"], s["support"]] for name, s in valid["per_class"].items()]
@@ -155,8 +142,8 @@ def build_report(names: list[str], positive: int, metrics: dict, class_counts: d
 
 
 def referenced_files(markdown: str) -> list[str]:
-    """Relative paths of the images and links a Markdown report points to."""
-    return re.findall(r"!?\[[^\]]*\]\(([^)\s]+)\)", markdown)
+    """Relative paths of the images and links a Markdown report points to (escaped brackets are text)."""
+    return re.findall(r"(?<!\\)\[(?:\\.|[^\]\\])*\]\(([^)\s]+)\)", markdown)
 
 
 def missing_references(report_path: str | Path) -> list[str]:
