@@ -62,6 +62,8 @@ def table(header: list, rows: list[list]) -> str:
 def code(value: object) -> str:
     """An inline code span around `value` (on one line), fenced by more backticks than it contains."""
     text = one_line(value)
+    if not text:
+        return "` `"
     fence = "`" * (max((len(run) for run in FENCE_RUN.findall(text)), default=0) + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
     return f"{fence}{pad}{text}{pad}{fence}"
