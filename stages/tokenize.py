@@ -7,6 +7,7 @@ from transformers import AutoTokenizer
 from stages.common.errors import stage_entry
 from stages.common.outputs import write_json
 from stages.common.params import load_params
+from stages.common.paths import check_outputs
 from stages.dataset.storage import save_dataset
 from stages.dataset.tokenizing import tokenize_all
 
@@ -14,6 +15,7 @@ from stages.dataset.tokenizing import tokenize_all
 @stage_entry
 def main() -> None:
     params = load_params()
+    check_outputs(params, "tokenize")
     tokenizer = AutoTokenizer.from_pretrained(params.paths.base_model)
     dataset_dict = datasets.load_from_disk(params.paths.split)
     tokenized, report = tokenize_all(dataset_dict, tokenizer, params.tokenize.max_length)
