@@ -9,6 +9,7 @@ import datasets
 from stages.common.errors import stage_entry
 from stages.common.outputs import write_json
 from stages.common.params import load_params
+from stages.common.paths import check_outputs
 from stages.evaluation.baselines import run_baselines
 from stages.evaluation.metrics import rounded
 
@@ -16,6 +17,7 @@ from stages.evaluation.metrics import rounded
 @stage_entry
 def main() -> None:
     params = load_params()
+    check_outputs(params, "baselines")
     split = datasets.load_from_disk(params.paths.split)
     scores = rounded(run_baselines(split, params.paths.embeddings, params.baselines))
     write_json(params.paths.baselines, scores)

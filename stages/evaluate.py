@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from stages.common.errors import stage_entry
 from stages.common.params import load_params
+from stages.common.paths import check_outputs
 from stages.evaluation.evaluator import evaluate
 
 
 @stage_entry
 def main() -> None:
     params = load_params()
+    check_outputs(params, "evaluate")
     metrics = evaluate(params)
     valid = metrics["valid"]
     print(f"evaluate: valid macro-F1 {valid['macro_f1']:.4f} (TF-IDF {metrics['tfidf']['valid']['macro_f1']:.4f}, "

@@ -7,6 +7,7 @@ from transformers import AutoTokenizer
 from stages.common.errors import stage_entry
 from stages.common.outputs import write_json
 from stages.common.params import BUILTIN_MODEL, load_params
+from stages.common.paths import check_outputs
 from stages.dataset.japanese import preparation_notes
 from stages.dataset.storage import save_dataset
 from stages.dataset.tokenizing import check_max_length, tokenize_all
@@ -15,6 +16,7 @@ from stages.dataset.tokenizing import check_max_length, tokenize_all
 @stage_entry
 def main() -> None:
     params = load_params()
+    check_outputs(params, "tokenize")
     check_max_length(params.tokenize.max_length, params.paths.base_model, params.model.name == BUILTIN_MODEL)
     tokenizer = AutoTokenizer.from_pretrained(params.paths.base_model)
     dataset_dict = datasets.load_from_disk(params.paths.split)

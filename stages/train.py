@@ -14,6 +14,7 @@ os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 from stages.common.errors import stage_entry  # noqa: E402
 from stages.common.params import load_params  # noqa: E402
+from stages.common.paths import check_outputs  # noqa: E402
 from stages.modeling.training import train_and_save  # noqa: E402
 
 
@@ -30,6 +31,7 @@ def torchrun_command(nproc: int) -> list[str]:
 @stage_entry
 def main() -> None:
     params = load_params()
+    check_outputs(params, "train")
     if params.train.nproc > 1 and not under_torchrun():
         sys.stdout.flush()
         os.execv(sys.executable, torchrun_command(params.train.nproc))
