@@ -19,12 +19,15 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from stages.common.outputs import class_file_stems
 from stages.evaluation.report import missing_references
 from tests.conftest import copy_repo, run
 from tests.test_evaluate import assert_meaningful_png
 
 pytestmark = pytest.mark.slow
 
+NAMES = ["negative", "neutral", "positive"]
+STEMS = class_file_stems(NAMES)  # curve files are named <index>-<class>.csv
 STAGES = ("split", "base_model", "tokenize", "embed", "train", "baselines", "evaluate")
 
 
@@ -39,7 +42,7 @@ def test_metrics_report_and_figures_of_a_real_run(committed_run):
     out = committed_run / "data/eval"
     metrics = json.loads((out / "metrics.json").read_text())
     predictions = pd.read_csv(out / "predictions.csv")
-    names = ["negative", "neutral", "positive"]
+    names = NAMES
     assert list(predictions.columns) == ["split", "text", "gold", "predicted", *[f"p_{n}" for n in names]]
     valid = predictions[predictions["split"] == "valid"]
     gold, predicted = valid["gold"], valid["predicted"]
@@ -86,7 +89,7 @@ def test_metrics_report_and_figures_of_a_real_run(committed_run):
     assert len(valid) == 90
     unlabelled = predictions[predictions["split"] == "test"]  # the shared run's unlabelled test file
     assert len(unlabelled) == 3 and unlabelled["gold"].isna().all()
-    assert sorted(p.name for p in (out / "roc").iterdir()) == ["negative.csv", "neutral.csv", "positive.csv"]
+    assert sorted(p.name for p in (out / "roc").iterdir()) == [f"{stem}.csv" for stem in STEMS]
 
     pngs = sorted(out.rglob("*.png"))
     assert len(pngs) == 6
@@ -114,7 +117,7 @@ def test_exp_run_shows_changed_metrics_and_plots_render(committed_run):
     html = (repo / "dvc_plots/index.html").read_text()
     assert plots.returncode == 0 and "dvc_plots" in plots.stdout
     # Each declared plot is a div named after its file (ROC/PR: one per class).
-    for div in ("data_eval_confusion_csv", "data_eval_roc_negative_csv", "data_eval_pr_positive_csv",
+    for div in ("data_eval_confusion_csv", f"data_eval_roc_{STEMS[0]}_csv", f"data_eval_pr_{STEMS[2]}_csv",
                 "data_eval_reliability_csv", "data_eval_embedding_map_png"):
         assert div in html, div
     assert (repo / "dvc_plots/static/workspace_data_eval_embedding_map.png").is_file()

@@ -17,12 +17,12 @@ def read_metrics(repo):
     return json.loads((repo / "data/eval/metrics.json").read_text())
 
 
-def flat(metrics: dict, prefix: str = "") -> dict:
+def flat_keys(metrics: dict, prefix: str = "") -> dict:
     """metrics.json as `dvc metrics` names its keys: valid.macro_f1, valid.per_class.neutral.f1, ..."""
     out = {}
     for key, value in metrics.items():
         if isinstance(value, dict):
-            out.update(flat(value, f"{prefix}{key}."))
+            out.update(flat_keys(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
     return out
@@ -70,8 +70,8 @@ def test_repro_rerun_and_selective_exp_run(sample_run, tmp_path):
 
     # workspace (the experiment) vs HEAD (the baseline run): every reported change is between those two files.
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], pipeline_repo).stdout)["data/eval/metrics.json"]
-    head = flat(json.loads(run(["git", "show", "HEAD:data/eval/metrics.json"], pipeline_repo).stdout))
-    workspace = flat(read_metrics(pipeline_repo))
+    head = flat_keys(json.loads(run(["git", "show", "HEAD:data/eval/metrics.json"], pipeline_repo).stdout))
+    workspace = flat_keys(read_metrics(pipeline_repo))
     assert any(key.startswith("valid.") for key in diff), diff  # another learning rate, another model
     for key, change in diff.items():
         assert (change["old"], change["new"]) == (head.get(key), workspace.get(key)), key
