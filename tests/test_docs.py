@@ -178,6 +178,7 @@ def module_help(module: str) -> str:
     """What `python -m <module> --help` prints, run in this process: the same `__main__` code path, without
     paying a fresh interpreter's torch/transformers imports per command (seconds each on 2 cores)."""
     argv, environ = sys.argv, dict(os.environ)
+    imported = sys.modules.pop(module, None)  # run it as __main__, not beside an imported copy (runpy warns)
     out = io.StringIO()
     try:
         sys.argv = [module, "--help"]
@@ -185,6 +186,8 @@ def module_help(module: str) -> str:
             runpy.run_module(module, run_name="__main__", alter_sys=True)
     finally:
         sys.argv = argv
+        if imported is not None:
+            sys.modules[module] = imported
         os.environ.clear()
         os.environ.update(environ)
     assert exit_info.value.code in (0, None), f"python -m {module} --help exited with {exit_info.value.code}"
