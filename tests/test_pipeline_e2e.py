@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
+from sklearn.metrics import accuracy_score, f1_score
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from tests.conftest import copy_repo, make_pipeline_repo, need_shared_data, run
@@ -15,6 +17,17 @@ def read_metrics(repo):
     return json.loads((repo / "data/eval/metrics.json").read_text())
 
 
+def flat_keys(metrics: dict, prefix: str = "") -> dict:
+    """metrics.json as `dvc metrics` names its keys: valid.macro_f1, valid.per_class.neutral.f1, ..."""
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            out.update(flat_keys(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def test_repro_rerun_and_selective_exp_run(sample_run, tmp_path):
     for stage in ("split", "base_model", "tokenize", "embed", "train", "evaluate"):
         assert f"Running stage '{stage}'" in sample_run.stdout
@@ -24,7 +37,14 @@ def test_repro_rerun_and_selective_exp_run(sample_run, tmp_path):
     valid = metrics["valid"]
     assert set(valid["per_class"]) == {"negative", "neutral", "positive"}
     assert sum(c["support"] for c in valid["per_class"].values()) == 90  # 20% of the 450 sample rows
-    assert 0.0 <= valid["macro_f1"] <= 1.0 and 0.0 <= metrics["probe"]["valid"]["macro_f1"] <= 1.0
+    # The headline numbers are those of the written predictions, and the baselines those of their own stage.
+    predictions = pd.read_csv(pipeline_repo / "data/eval/predictions.csv")
+    scored = predictions[predictions["split"] == "valid"]
+    assert valid["macro_f1"] == pytest.approx(f1_score(scored["gold"], scored["predicted"], average="macro"), abs=1e-6)
+    assert valid["accuracy"] == pytest.approx(accuracy_score(scored["gold"], scored["predicted"]), abs=1e-6)
+    assert {name: c["support"] for name, c in valid["per_class"].items()} == scored["gold"].value_counts().to_dict()
+    baselines = json.loads((pipeline_repo / "data/baselines.json").read_text())
+    assert metrics["probe"] == baselines["probe"] and metrics["tfidf"] == baselines["tfidf"]
     # Better than chance on a 3-class balanced sample even with the tiny model.
     assert valid["accuracy"] > 0.45
     assert (pipeline_repo / "data/eval/confusion.csv").read_text().startswith("actual,predicted\n")
@@ -48,8 +68,14 @@ def test_repro_rerun_and_selective_exp_run(sample_run, tmp_path):
     assert "0.0001" in flat and "0.002" in flat  # both runs' learning rates listed
     assert "macro_f1" in flat
 
-    diff = run(["dvc", "metrics", "diff", "--json"], pipeline_repo)
-    assert "valid.macro_f1" in diff.stdout or "valid.accuracy" in diff.stdout
+    # workspace (the experiment) vs HEAD (the baseline run): every reported change is between those two files.
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], pipeline_repo).stdout)["data/eval/metrics.json"]
+    head = flat_keys(json.loads(run(["git", "show", "HEAD:data/eval/metrics.json"], pipeline_repo).stdout))
+    workspace = flat_keys(read_metrics(pipeline_repo))
+    assert any(key.startswith("valid.") for key in diff), diff  # another learning rate, another model
+    for key, change in diff.items():
+        assert (change["old"], change["new"]) == (head.get(key), workspace.get(key)), key
+    assert not any(key.startswith(("probe.", "tfidf.", "knn.", "mteb.")) for key in diff)  # baselines were kept
 
 
 @pytest.mark.parametrize("dataset, classes", [("ja_toxic_inspection", {"normal", "toxic"}),
