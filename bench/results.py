@@ -3,9 +3,9 @@
 For each dataset: a throwaway git + DVC copy of this project with only `data.train_csv` changed, one
 `dvc repro`, then the valid macro-F1 of the fine-tuned model and of the baselines from metrics.json.
 
-    python bench/results.py                       # all three datasets, Markdown table on stdout
-    python bench/results.py --keep runs/ chabsa   # keep the copies (reports in runs/<name>/data/eval/)
-    python bench/results.py --set train.epochs=10 # any param override, as with `dvc exp run -S`
+    python -m bench.results                       # all three datasets, Markdown table on stdout
+    python -m bench.results --keep runs/ chabsa   # keep the copies (reports in runs/<name>/data/eval/)
+    python -m bench.results --set train.epochs=10 # any param override, as with `dvc exp run -S`
 """
 from __future__ import annotations
 

@@ -106,6 +106,7 @@ STAGE_CASES = {
 }
 
 
+@pytest.mark.slow  # a stage subprocess per case (heavy imports before main runs)
 @pytest.mark.parametrize("case", list(STAGE_CASES))
 def test_stage_refuses_a_bad_output_path_and_touches_nothing(repo, tmp_path, case):
     stage, key, value, fragment = STAGE_CASES[case]
