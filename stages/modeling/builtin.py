@@ -105,7 +105,8 @@ def masked_lm_loss(model: BertForMaskedLM, batch: dict) -> torch.Tensor:
 
 
 def pretrain_mlm(model: BertForMaskedLM, tokenizer: BertJapaneseTokenizer, texts: list[str], steps: int,
-                 size: BuiltinModelParams, max_length: int, autocast_dtype: torch.dtype | None = None) -> float:
+                 size: BuiltinModelParams, max_length: int, autocast_dtype: torch.dtype | None = None,
+                 cpu_speedups: bool = True) -> float:
     """Masked-LM pretraining for `steps` steps; returns the mean loss of the last tenth of the steps."""
     if steps == 0:
         return float("nan")
@@ -115,7 +116,7 @@ def pretrain_mlm(model: BertForMaskedLM, tokenizer: BertJapaneseTokenizer, texts
     optimizer = torch.optim.AdamW(model.parameters(), lr=size.pretrain_learning_rate, weight_decay=0.01,
                                   fused=True)
     device = next(model.parameters()).device
-    if device.type == "cpu":
+    if device.type == "cpu" and cpu_speedups:
         use_hash_dropout(model)  # cheaper dropout masks on CPU (stages/cpu_speed.py)
     warmup = max(1, steps // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
