@@ -4,8 +4,7 @@ Speed, in one process, same data, same BERT-base-shaped model (12 layers, hidden
 random weights), batch 16, a fixed number of timed optimizer steps after warm-up steps:
   (a) "usual": every batch padded to max_length=77, fp32, random batches (plain Trainer);
   (b) "project": stages.train.build_trainer with the default params (dynamic padding, length-grouped
-      batches, bf16 autocast where the hardware has it, fused AdamW with clipping folded in, SDPA
-      attention, the cheaper CPU dropout masks of stages/cpu_speed.py);
+      batches, bf16 autocast where the hardware has it, fused AdamW, SDPA attention);
   (plain, with --plain) a plain Trainer with dynamic padding + bf16 + group_by_length, for reference.
 All see the same token ids (builtin tokenizer recipe trained on the texts, truncated at 77 tokens).
 
@@ -21,7 +20,12 @@ Quality (--quality): on chABSA, the builtin default model (base_model stage) fin
     python bench/train.py                       # speed on JCoLA and chABSA (../shared/data), else the sample
     python bench/train.py --device cuda         # on a GPU
     python bench/train.py --quality --no-speed  # the quality comparison only
-    python -m bench.train --builtin --repeats 5 # train.cpu_speedups on vs off, default builtin model, 3 sets
+
+A cheaper CPU dropout mask (HashDropout) and gradient clipping folded into fused AdamW used to be part of (b).
+Measured on the default builtin model (commit 054b42a, `python -m bench.train --builtin --repeats 4
+--pretrain-steps 12 --threads 1`: on vs off interleaved in one process, JCoLA / chABSA / ja_toxic), they gained
+0.97-1.07x examples per CPU-second in fine-tuning and pretraining, below the 10 % that would pay for their code,
+and were removed.
 """
 from __future__ import annotations
 
@@ -179,91 +183,6 @@ def speed(args, device: torch.device) -> None:
             print(f"{name}: ratio (b)/(a) = {project / usual:.2f}x", flush=True)
 
 
-def builtin_model_dir(texts: list[str], workdir: Path):
-    """The default builtin model as params.yaml builds it (tokenizer from `texts`, architecture from
-    model.builtin), with its random initial weights: pretraining changes the values, not the speed."""
-    from stages.common.params import BuiltinModelParams
-    from stages.modeling.builtin import build_model
-
-    size = BuiltinModelParams.from_project()
-    vocab = train_wordpiece_vocab(segment(texts), size.vocab_size)
-    tokenizer = save_tokenizer(vocab, workdir, size.max_position_embeddings)
-    build_model(size, len(vocab), tokenizer).save_pretrained(str(workdir))
-    return size, tokenizer
-
-
-def cpu_speedups(args, device: torch.device) -> None:
-    """--builtin: train.cpu_speedups true vs false, interleaved in this one process, on the default builtin
-    model: fine-tuning (build_trainer, one epoch of `--steps` batches at params.yaml's max_length) and masked-LM
-    pretraining (pretrain_mlm, `--pretrain-steps` steps, tokenising its texts included)."""
-    from transformers import BertForMaskedLM
-
-    from stages.common.params import TokenizeParams
-    from stages.modeling.builtin import pretrain_mlm
-
-    max_length = TokenizeParams.from_project().max_length
-    summary = []
-    for name in args.sets:
-        csv = dataset_csv(name)
-        frame = pd.read_csv(csv).dropna()
-        frame = frame.sample(n=min(BATCH * args.steps, len(frame)), random_state=0)
-        texts = frame["text"].astype(str).tolist()
-        with tempfile.TemporaryDirectory() as work:
-            size, tokenizer = builtin_model_dir(texts, Path(work))
-            names = sorted(frame["label"].astype(str).unique())
-            encoded = tokenizer(texts, truncation=True, max_length=max_length)
-            features = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32")),
-                                          "attention_mask": datasets.Sequence(datasets.Value("int8")),
-                                          "length": datasets.Value("int32"), "label": datasets.ClassLabel(names=names)})
-            data = datasets.Dataset.from_dict(
-                {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"],
-                 "length": [len(i) for i in encoded["input_ids"]],
-                 "label": [names.index(str(v)) for v in frame["label"]]}, features=features)
-            data = datasets.DatasetDict({"train": data, "valid": data.select(range(64))})
-            steps = -(-len(texts) // BATCH)
-            lengths = np.asarray(data["train"]["length"])
-            print(f"{name}: {csv} ({len(texts)} rows, mean {lengths.mean():.1f} tokens, max_length {max_length}); "
-                  f"builtin {size.num_hidden_layers} layers, hidden {size.hidden_size}, vocab {len(tokenizer)}; "
-                  f"fine-tune one epoch = {steps} steps of {BATCH}, pretrain {args.pretrain_steps} steps of "
-                  f"{size.pretrain_batch_size}; device {device}, {torch.get_num_threads()} threads", flush=True)
-            # Wall time and this process's CPU time: on a machine shared with other jobs the wall time swings
-            # with their load; with one thread the CPU time is what the step itself costs.
-            runs = {(part, on, clock): [] for part in ("finetune", "pretrain") for on in (True, False)
-                    for clock in ("wall", "cpu")}
-            for repeat in range(args.repeats):
-                for on in ((True, False) if repeat % 2 == 0 else (False, True)):  # alternate the order too
-                    train = TrainParams.from_project(max_steps=steps, batch_size=BATCH, eval_strategy="no",
-                                                     save_strategy="no", early_stopping_patience=0, cpu_speedups=on)
-                    timer = StepTimer(0, steps)
-                    with tempfile.TemporaryDirectory() as out:
-                        trainer = build_trainer(data, work, train, out, device=device)
-                        trainer.add_callback(timer)
-                        trainer.args.disable_tqdm = True
-                        trainer.train()
-                    runs["finetune", on, "wall"].append(steps * BATCH / timer.seconds)
-                    runs["finetune", on, "cpu"].append(steps * BATCH / timer.cpu_seconds)
-                    model = BertForMaskedLM.from_pretrained(work).to(device)
-                    started, started_cpu = time.perf_counter(), time.process_time()
-                    pretrain_mlm(model, tokenizer, texts, args.pretrain_steps, size, size.max_position_embeddings,
-                                 cpu_speedups=on)
-                    examples = args.pretrain_steps * size.pretrain_batch_size
-                    runs["pretrain", on, "wall"].append(examples / (time.perf_counter() - started))
-                    runs["pretrain", on, "cpu"].append(examples / (time.process_time() - started_cpu))
-                print(f"  run {repeat + 1}: " + ", ".join(
-                    f"{part} {'on' if on else 'off'} {clock} {v[-1]:.1f}" for (part, on, clock), v in runs.items())
-                      + " examples/s", flush=True)
-            for part in ("finetune", "pretrain"):
-                for clock in ("wall", "cpu"):
-                    on, off = (float(np.median(runs[part, o, clock])) for o in (True, False))
-                    ratios = [a / b for a, b in zip(runs[part, True, clock], runs[part, False, clock])]
-                    line = (f"{name} {part} ({clock} time): cpu_speedups on {on:.1f} / off {off:.1f} examples/s "
-                            f"(medians of {args.repeats}) = {on / off:.3f}x; median per-repeat ratio "
-                            f"{float(np.median(ratios)):.3f} (" + " ".join(f"{r:.3f}" for r in ratios) + ")")
-                    print("  " + line, flush=True)
-                    summary.append(line)
-    print("\n".join(["summary:"] + summary), flush=True)
-
-
 def same_loss_as_project(train: TrainParams, labels, n_classes: int):
     """(a) gets the project's loss (class-weighted when the default says so): (a) and (b) then differ only
     in padding, precision, batch order and the CPU kernels, which is what the comparison is about."""
@@ -357,13 +276,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40, help="timed optimizer steps of (b) and plain: one epoch of 16 * steps rows")
     parser.add_argument("--baseline-steps", type=int, default=6, help="timed optimizer steps of (a), after 2")
     parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats; medians are reported")
-    parser.add_argument("--sets", nargs="+", default=None, choices=list(SETS),
-                        help="default: jcola chabsa (--builtin: all three)")
-    parser.add_argument("--builtin", action="store_true",
-                        help="train.cpu_speedups on vs off on the default builtin model (fine-tuning and pretraining)")
+    parser.add_argument("--sets", nargs="+", default=["jcola", "chabsa"], choices=list(SETS))
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's choice); 1 is steadier on a shared machine")
-    parser.add_argument("--pretrain-steps", type=int, default=20, help="--builtin: timed masked-LM steps")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--plain", action="store_true", help="also time a plain Trainer with dynamic pad + bf16")
     parser.add_argument("--quality", action="store_true", help="also compare chABSA macro-F1 of (a) and (b)")
@@ -375,11 +290,6 @@ def main() -> None:
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.builtin:
-        args.sets = args.sets or list(SETS)
-        cpu_speedups(args, device)
-        return
-    args.sets = args.sets or ["jcola", "chabsa"]
     if not args.no_speed:
         speed(args, device)
     if args.quality:

@@ -171,9 +171,6 @@ class TrainParams(Section):
     class_weights: Literal["none", "balanced"] = Field(
         description="balanced: cross-entropy weighted by n / (classes * count) for imbalanced data.")
     nproc: int = Field(ge=1, description="Processes (DDP under torchrun): CPU processes or GPUs on this node.")
-    cpu_speedups: bool = Field(
-        description="On CPU: cheaper dropout masks (HashDropout) and gradient clipping folded into fused AdamW "
-        "(stages/modeling/cpu_speed.py); no effect on GPUs.")
 
     @field_validator("max_steps")
     @classmethod

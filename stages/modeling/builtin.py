@@ -23,7 +23,6 @@ from transformers import (
 from stages.common.params import BuiltinModelParams
 from stages.dataset import japanese
 from stages.dataset.japanese import MECAB_KWARGS, segment
-from stages.modeling.cpu_speed import use_hash_dropout
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -105,8 +104,7 @@ def masked_lm_loss(model: BertForMaskedLM, batch: dict) -> torch.Tensor:
 
 
 def pretrain_mlm(model: BertForMaskedLM, tokenizer: BertJapaneseTokenizer, texts: list[str], steps: int,
-                 size: BuiltinModelParams, max_length: int, autocast_dtype: torch.dtype | None = None,
-                 cpu_speedups: bool = True) -> float:
+                 size: BuiltinModelParams, max_length: int, autocast_dtype: torch.dtype | None = None) -> float:
     """Masked-LM pretraining for `steps` steps; returns the mean loss of the last tenth of the steps."""
     if steps == 0:
         return float("nan")
@@ -116,8 +114,6 @@ def pretrain_mlm(model: BertForMaskedLM, tokenizer: BertJapaneseTokenizer, texts
     optimizer = torch.optim.AdamW(model.parameters(), lr=size.pretrain_learning_rate, weight_decay=0.01,
                                   fused=True)
     device = next(model.parameters()).device
-    if device.type == "cpu" and cpu_speedups:
-        use_hash_dropout(model)  # cheaper dropout masks on CPU (stages/cpu_speed.py)
     warmup = max(1, steps // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, max(0.0, (steps - step) / max(1, steps - warmup))))

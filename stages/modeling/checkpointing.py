@@ -67,9 +67,9 @@ def check_train_dir(root: Path) -> None:
     foreign = sorted(p.name for p in root.iterdir() if not is_run_folder(p))
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise UserError(f"paths.train_dir: {root} holds {shown}, which the train stage did not create (no "
-                        f"{RUN_MARKER} file), and it deletes old runs there; point paths.train_dir at an empty "
-                        "folder used only for checkpoints (default checkpoints/train), or move those out")
+        raise UserError(f"paths.train_dir: {root} holds {shown} that the train stage did not create (no "
+                        f"{RUN_MARKER} file), and it deletes old checkpoint runs there; point paths.train_dir at "
+                        "a folder of its own (default checkpoints/train) or move those out")
 
 
 def start_run(root: Path, key: str) -> Path:

@@ -1,8 +1,7 @@
 """Fine-tune AutoModelForSequenceClassification with the Trainer.
 
 Speed: dynamic padding (DataCollatorWithPadding), length-grouped batches, bf16 autocast where the
-hardware has it, fused AdamW with gradient clipping folded into it, SDPA attention, and on CPU a cheaper
-dropout mask generator (cpu_speed.py). Quality: early stopping on a chosen metric with the best
+hardware has it, fused AdamW, SDPA attention. Quality: early stopping on a chosen metric with the best
 model restored at the end, optional class-balanced loss, seeds set before the model exists.
 Interruption: the Trainer's own checkpoints, under a key of deps + params, marked complete once
 saved and resumed by the next `dvc repro` (checkpointing.py). Several processes: `train.nproc > 1` re-executes this module under torchrun.
@@ -43,7 +42,6 @@ from stages.common.outputs import atomic_dir
 from stages.common.params import PathParams, TrainParams
 from stages.evaluation.metrics import make_compute_metrics, positive_index
 from stages.modeling import checkpointing as ckpt
-from stages.modeling import cpu_speed
 
 # Trainer log entries that vary from run to run (wall-clock) or repeat a per-epoch value as an aggregate:
 # kept out of the DVCLive files so reruns write the same bytes.
@@ -136,10 +134,9 @@ class TrainingCurves(DVCLiveCallback):
 class ProjectTrainer(Trainer):
     """Trainer with class-weighted loss and a resumable length-grouped sampler."""
 
-    def __init__(self, *args, class_weights: Optional[torch.Tensor] = None, fused_clip: bool = False, **kwargs):
+    def __init__(self, *args, class_weights: Optional[torch.Tensor] = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.class_weights = class_weights
-        self.fused_clip = fused_clip
 
     # ---- loss (the Trainer's documented hook for subclasses) ----
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -151,15 +148,6 @@ class ProjectTrainer(Trainer):
         # Weighted mean (PyTorch's definition); the Trainer divides by the accumulation steps as usual.
         loss = F.cross_entropy(outputs.logits.float(), labels, weight=self.class_weights.to(labels.device))
         return (loss, outputs) if return_outputs else loss
-
-    # ---- clipping folded into fused AdamW (stages/cpu_speed.py) ----
-    def _clip_grad_norm(self, model):
-        grads_dtype = next((p.grad.dtype for p in model.parameters() if p.grad is not None), None)
-        has_scaler = getattr(self.accelerator, "scaler", None) is not None
-        if not self.fused_clip or not cpu_speed.fused_clip_applies(self.optimizer, grads_dtype, has_scaler):
-            return super()._clip_grad_norm(model)
-        return cpu_speed.defer_clip_to_fused_adamw(cpu_speed.fused_adamw(self.optimizer), model.parameters(),
-                                                   self.args.max_grad_norm)
 
     # ---- batches ----
     # Private hook, kept for exact resume (tests/test_train.py pins its signature): the Trainer's own
@@ -235,9 +223,6 @@ def build_trainer(tokenized: datasets.DatasetDict, model_dir: str, train: TrainP
     set_seed(train.seed)
     model = AutoModelForSequenceClassification.from_pretrained(
         model_dir, num_labels=len(names), id2label=id2label, label2id=label2id, attn_implementation="sdpa")
-    speedups = args.use_cpu and train.cpu_speedups
-    if speedups:
-        cpu_speed.use_hash_dropout(model)  # CUDA's dropout RNG is already fast
     columns = ["input_ids", "attention_mask", "label", "length"] + (
         ["token_type_ids"] if "token_type_ids" in tokenized["train"].column_names else [])
     callbacks = [ckpt.CompleteMarker()]
@@ -258,7 +243,6 @@ def build_trainer(tokenized: datasets.DatasetDict, model_dir: str, train: TrainP
         compute_metrics=make_compute_metrics(len(names), positive),
         callbacks=callbacks,
         class_weights=weights,
-        fused_clip=speedups,
     )
 
 
