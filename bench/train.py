@@ -22,7 +22,7 @@ Quality (--quality): on chABSA, the builtin default model (base_model stage) fin
     python bench/train.py --quality --no-speed  # the quality comparison only
 
 A cheaper CPU dropout mask (HashDropout) and gradient clipping folded into fused AdamW used to be part of (b).
-Measured on the default builtin model (commit 054b42a, `python -m bench.train --builtin --repeats 4
+Measured on the default builtin model (commit 8882662, `python -m bench.train --builtin --repeats 4
 --pretrain-steps 12 --threads 1`: on vs off interleaved in one process, JCoLA / chABSA / ja_toxic), they gained
 0.97-1.07x examples per CPU-second in fine-tuning and pretraining, below the 10 % that would pay for their code,
 and were removed.

@@ -250,7 +250,7 @@ def test_remove_other_runs_deletes_marked_run_folders_only(tmp_path):
     (root / "notes" / "keep.txt").write_text("mine")
     ckpt.remove_other_runs(root, keep="")
     assert [p.name for p in root.iterdir()] == ["notes"] and (root / "notes/keep.txt").read_text() == "mine"
-    with pytest.raises(UserError, match=r"paths.train_dir: .* holds notes that the train stage did not create"):
+    with pytest.raises(UserError, match=r"paths.train_dir: '.*' holds notes that the train stage did not create"):
         ckpt.check_train_dir(root)
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="is a file, not a folder"):
@@ -262,16 +262,25 @@ def tree_digest(root: Path) -> dict[str, str]:
             if not p.is_symlink()}
 
 
-def test_train_dir_holding_other_folders_is_refused_and_nothing_is_touched(tiny_repo, tmp_path):
+@pytest.mark.parametrize("train_dir, fragment", [
+    # The case: data/ holds the split, base model, tokenized set... (refused by the location check).
+    ("data", "error: paths.train_dir: 'data' holds "),
+    # A folder of its own that also holds what the stage did not create: a user's file, an unmarked folder.
+    ("checkpoints/train", "error: paths.train_dir: 'checkpoints/train' holds 0123456789abcdef, notes.txt that "
+                          "the train stage did not create (no TRAIN_RUN file)"),
+])
+def test_train_dir_holding_other_things_is_refused_and_nothing_is_touched(tiny_repo, tmp_path, train_dir, fragment):
     repo = copy_repo(tiny_repo, tmp_path / "repo")
-    write_params(repo, {"paths": {"train_dir": "data"}})  # data/ holds split, base_model, tokenized...
+    write_params(repo, {"paths": {"train_dir": train_dir}})
+    (repo / "checkpoints/train/0123456789abcdef").mkdir(parents=True, exist_ok=True)
+    (repo / "checkpoints/train/0123456789abcdef/model.safetensors").write_bytes(b"not the stage's")
+    (repo / "checkpoints/train/notes.txt").write_text("mine\n")
     before = tree_digest(repo)
     assert any(name.startswith("data/base_model/") for name in before)
     result = run_fast(["python", "-m", "stages.train"], repo, check=False)
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and errors[0].startswith("error: paths.train_dir: data holds "), result.stderr
-    assert "base_model" in errors[0] and "that the train stage did not create" in errors[0]
+    assert len(errors) == 1 and errors[0].startswith(fragment), result.stderr
     assert "Traceback" not in result.stderr
     assert tree_digest(repo) == before
 

@@ -62,12 +62,12 @@ def check_train_dir(root: Path) -> None:
     if not root.exists():
         return
     if not root.is_dir():
-        raise UserError(f"paths.train_dir: {root} is a file, not a folder; point paths.train_dir at a folder "
+        raise UserError(f"paths.train_dir: '{root}' is a file, not a folder; point paths.train_dir at a folder "
                         "used only for the train stage's checkpoints (default checkpoints/train)")
     foreign = sorted(p.name for p in root.iterdir() if not is_run_folder(p))
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise UserError(f"paths.train_dir: {root} holds {shown} that the train stage did not create (no "
+        raise UserError(f"paths.train_dir: '{root}' holds {shown} that the train stage did not create (no "
                         f"{RUN_MARKER} file), and it deletes old checkpoint runs there; point paths.train_dir at "
                         "a folder of its own (default checkpoints/train) or move those out")
 
