@@ -3,8 +3,9 @@
 Speed: dynamic padding (DataCollatorWithPadding), length-grouped batches, bf16 autocast where the
 hardware has it, fused AdamW, SDPA attention. Quality: early stopping on a chosen metric with the best
 model restored at the end, optional class-balanced loss, seeds set before the model exists.
-Interruption: the Trainer's own checkpoints, under a key of deps + params, marked complete once
-saved and resumed by the next `dvc repro` (checkpointing.py). Several processes: `train.nproc > 1` re-executes this module under torchrun.
+Interruption: the Trainer's own checkpoints, under a key of deps + params, marked complete once saved
+and resumed by the next `dvc repro` (checkpointing.py). Several processes: `train.nproc > 1` re-executes
+this module under torchrun.
 Training curves: DVCLive through transformers' DVCLiveCallback, into `paths.train_log`.
 
 The model is saved with id2label/label2id from the split's ClassLabel, as safetensors, so it loads
