@@ -23,7 +23,6 @@ from transformers import (
 from stages.common.params import BuiltinModelParams
 from stages.dataset import japanese
 from stages.dataset.japanese import MECAB_KWARGS, segment
-from stages.modeling.cpu_speed import use_hash_dropout
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -115,8 +114,6 @@ def pretrain_mlm(model: BertForMaskedLM, tokenizer: BertJapaneseTokenizer, texts
     optimizer = torch.optim.AdamW(model.parameters(), lr=size.pretrain_learning_rate, weight_decay=0.01,
                                   fused=True)
     device = next(model.parameters()).device
-    if device.type == "cpu":
-        use_hash_dropout(model)  # cheaper dropout masks on CPU (stages/cpu_speed.py)
     warmup = max(1, steps // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, max(0.0, (steps - step) / max(1, steps - warmup))))
