@@ -41,7 +41,7 @@ def main() -> None:
         os.execv(sys.executable, torchrun_command(params.train.nproc))
     kept = train_and_save(params.paths, params.train, params.evaluate.positive_label)
     if int(os.environ.get("RANK", "0")) == 0:
-        summary = (f"valid macro-F1 {kept['eval_macro_f1']:.4f}, accuracy {kept['eval_accuracy']:.4f} "
+        summary = (f"dev macro-F1 {kept['eval_macro_f1']:.4f}, accuracy {kept['eval_accuracy']:.4f} "
                    f"(step {kept['step']})" if kept else "no evaluation (train.eval_strategy: no)")
         print(f"train: {summary} -> {params.paths.model}; curves: {params.paths.train_log}")
 

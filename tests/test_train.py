@@ -117,6 +117,19 @@ def test_balanced_class_weights_match_sklearn():
         balanced_class_weights(np.array([0, 0, 2]), 3)
 
 
+def test_selection_sees_the_dev_split_and_never_a_valid_text(tiny_repo, tmp_path, one_thread):
+    """Early stopping and the kept checkpoint are chosen on the Trainer's eval set: it must be dev, not valid."""
+    tokenized = datasets.load_from_disk(tiny_repo / "data/tokenized")
+    split = datasets.load_from_disk(tiny_repo / "data/split")
+    trainer = build_trainer(tokenized, str(tiny_repo / "data/base_model"),
+                            tiny_train(eval_strategy="epoch", save_strategy="epoch", early_stopping_patience=1),
+                            str(tmp_path))
+    seen = [tuple(ids) for ids in trainer.eval_dataset["input_ids"]] + [tuple(ids) for ids in trainer.train_dataset["input_ids"]]
+    assert [tuple(ids) for ids in trainer.eval_dataset["input_ids"]] == [tuple(ids) for ids in tokenized["dev"]["input_ids"]]
+    assert not {tuple(ids) for ids in tokenized["valid"]["input_ids"]} & set(seen)
+    assert not set(split["valid"]["text"]) & (set(split["dev"]["text"]) | set(split["train"]["text"]))
+
+
 def test_class_weights_reach_the_trainer_loss(tiny_repo, tmp_path, one_thread):
     tokenized = datasets.load_from_disk(tiny_repo / "data/tokenized")
     base_model = str(tiny_repo / "data/base_model")

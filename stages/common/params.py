@@ -77,9 +77,13 @@ class DataParams(Section):
 
 class SplitParams(Section):
     valid_size: float = Field(description="Fraction of the train CSV held out for validation, in (0, 1).")
+    dev_size: float = Field(description="Fraction of the training rows held out as the dev split: early stopping and the kept "
+                            "checkpoint are chosen on dev, so the valid split is only ever scored. In (0, 1).")
+    dev_min_per_class: int = Field(ge=1, description="At least this many dev rows per class (never a class's last "
+                                   "training row), so a rare class counts in model selection.")
     seed: int = Field(description="Seed of the stratified split.")
 
-    @field_validator("valid_size")
+    @field_validator("valid_size", "dev_size")
     @classmethod
     def _fraction(cls, value: float) -> float:
         if not 0.0 < value < 1.0:
@@ -158,7 +162,7 @@ class TrainParams(Section):
     precision: Precision = Field(description="auto: bf16 where supported, fp16 on older GPUs, else fp32.")
     group_by_length: bool = Field(
         description="Batches of similar lengths (random mega-batches sorted by length): less padding.")
-    eval_strategy: Literal["epoch", "steps", "no"] = Field(description="When to score the valid split.")
+    eval_strategy: Literal["epoch", "steps", "no"] = Field(description="When to score the dev split (the selection split; valid is never seen in training).")
     eval_steps: int = Field(ge=1, description="Optimizer steps between evaluations when eval_strategy is steps.")
     save_strategy: Literal["epoch", "steps", "no"] = Field(
         description="When to write a resumable checkpoint; must equal eval_strategy unless 'no'.")
@@ -167,7 +171,7 @@ class TrainParams(Section):
         ge=0, description="Stop after this many evaluations without improvement; 0 = never stop early.")
     metric_for_best_model: Literal[
         "macro_f1", "accuracy", "f1", "weighted_f1", "macro_precision", "macro_recall", "precision", "recall",
-        "loss"] = Field(description="Validation metric for early stopping and the model kept at the end.")
+        "loss"] = Field(description="Dev-split metric for early stopping and the model kept at the end.")
     class_weights: Literal["none", "balanced"] = Field(
         description="balanced: cross-entropy weighted by n / (classes * count) for imbalanced data.")
     nproc: int = Field(ge=1, description="Processes (DDP under torchrun): CPU processes or GPUs on this node.")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 import datasets
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
@@ -119,6 +120,28 @@ def stratified_split(frame: pd.DataFrame, valid_size: float, seed: int, source: 
     return train.sort_index(), valid.sort_index()
 
 
+def carve_dev(train: pd.DataFrame, dev_size: float, min_per_class: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Split the training rows into (train, dev), stratified by hand so every class with 2+ rows gets dev rows.
+
+    Each class gives round(n * dev_size) rows, at least `min_per_class` and never all of them: the dev split is
+    what early stopping and the kept checkpoint are chosen on, so a rare class must be present there too,
+    while train keeps at least one row of every class. The valid split is never touched here.
+    """
+    rng = np.random.default_rng(seed)
+    dev_rows: list = []
+    notes = []
+    for label in sorted(train["label"].unique()):
+        rows = train.index[train["label"].eq(label)].to_numpy()
+        take = min(max(round(len(rows) * dev_size), min_per_class), len(rows) - 1)
+        if take <= 0:
+            notes.append(f"class {label!r} has {len(rows)} training row, so none is left for the dev split "
+                         f"(early stopping cannot see it)")
+            continue
+        dev_rows.extend(rng.permutation(rows)[:take].tolist())
+    dev = train.loc[sorted(dev_rows)]
+    return train.drop(index=dev.index), dev, notes
+
+
 def to_dataset(frame: pd.DataFrame, names: list[str], labelled: bool = True) -> datasets.Dataset:
     columns = {"text": frame["text"].tolist()}
     features = {"text": datasets.Value("string")}
@@ -190,8 +213,10 @@ def make_splits(data: DataParams, split: SplitParams) -> tuple[datasets.DatasetD
     if data.label_names is None:  # classes named by the data: a dropped class is no class
         names = [name for name in names if name in set(frame["label"])]
     train, valid = stratified_split(frame, split.valid_size, split.seed, table.source, notes)
-    parts = {"train": train, "valid": valid}
-    splits = {"train": to_dataset(train, names), "valid": to_dataset(valid, names)}
+    train, dev, more = carve_dev(train, split.dev_size, split.dev_min_per_class, split.seed)
+    notes += [f"{table.source}: {note}" for note in more]
+    parts = {"train": train, "dev": dev, "valid": valid}
+    splits = {name: to_dataset(part, names) for name, part in parts.items()}
     if data.test_csv:
         test, labelled, more = load_test(data, names, set(frame["text"]))
         notes += more

@@ -49,6 +49,9 @@ from stages.modeling import checkpointing as ckpt
 UNSTABLE_LOG_KEYS = ("runtime", "per_second", "total_flos", "train_loss")
 
 
+SELECTION_SPLIT = "dev"
+
+
 def label_maps(names: list[str]) -> tuple[dict[int, str], dict[str, int]]:
     return dict(enumerate(names)), {name: i for i, name in enumerate(names)}
 
@@ -238,7 +241,8 @@ def build_trainer(tokenized: datasets.DatasetDict, model_dir: str, train: TrainP
         model=model,
         args=args,
         train_dataset=tokenized["train"].select_columns(columns),
-        eval_dataset=tokenized["valid"].select_columns(columns) if evaluating else None,
+        # Selection (early stopping, the checkpoint kept) sees the dev split only; valid is scored by evaluate.
+        eval_dataset=tokenized[SELECTION_SPLIT].select_columns(columns) if evaluating else None,
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=make_compute_metrics(len(names), positive),
