@@ -22,8 +22,8 @@ $(VENV)/.installed: pyproject.toml
 
 repro: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-0} $(BIN)/dvc repro
-	@$(BIN)/dvc metrics show
-	@echo "metrics: data/eval/metrics.json   plots: dvc plots show   model: data/model"
+	@echo
+	@$(BIN)/python -m stages.evaluate --summary
 
 test: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q

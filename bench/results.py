@@ -65,6 +65,7 @@ def run_dataset(name: str, dest: Path, overrides: dict[str, object]) -> dict:
     if result.returncode != 0:
         raise SystemExit(f"{name}: dvc repro failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
     metrics = json.loads((dest / "data/eval/metrics.json").read_text())
+    metrics.update(json.loads((dest / "data/baselines/metrics.json").read_text()))
     summary = json.loads((dest / "data/split/summary.json").read_text())
     return {"dataset": name, "classes": len(summary["label_names"]),
             "rows": sum(sum(c.values()) for c in summary["class_counts"].values()),

@@ -205,11 +205,18 @@ def atomic_file(final: str | os.PathLike) -> Iterator[Path]:
         _record_written(final)
 
 
-def write_json(path: str | os.PathLike, payload: Any) -> None:
-    """Stable JSON (sorted keys, fixed float repr) so reruns are byte-identical."""
+def write_json(path: str | os.PathLike, payload: Any, sort_keys: bool = True) -> None:
+    """Stable JSON (fixed float repr; sorted keys, or the payload's own order where it was built in a fixed
+    order on purpose, e.g. headline metrics first) so reruns are byte-identical."""
     with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=sort_keys, ensure_ascii=False) + "\n",
                        encoding="utf-8")
+
+
+def write_csv(frame: Any, path: str | os.PathLike) -> None:
+    """A pandas DataFrame as UTF-8 CSV with LF line ends, atomically."""
+    with atomic_file(path) as tmp:
+        frame.to_csv(tmp, index=False, lineterminator="\n")
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

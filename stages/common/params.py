@@ -270,7 +270,7 @@ class PathParams(Section):
     eval: str = Field(description="evaluate stage: metrics, plots, predictions and report.md.")
     submission: str = Field(description="submit stage: predictions for an unlabelled data.test_csv (header only without one).")
     release: str = Field(description="package stage: the model with its model card (the dvc.yaml artifact).")
-    baselines: str = Field(description="baselines stage: baseline scores (JSON).")
+    baselines: str = Field(description="baselines stage: a folder with metrics.json (scores) and predictions.csv (TF-IDF's label per text).")
 
 
 class Params(Section):

@@ -38,7 +38,7 @@ STAGE_OUTPUTS: dict[str, dict[str, str]] = {
     "tokenize": {"tokenized": DIRECTORY, "tokenize_report": FILE},
     "embed": {"embeddings": DIRECTORY},
     "train": {"model": DIRECTORY, "train_log": FOLDER, "train_dir": CHECKPOINTS},
-    "baselines": {"baselines": FILE},
+    "baselines": {"baselines": FOLDER},
     "evaluate": {"eval": FOLDER},
     "submit": {"submission": FILE},
     "package": {"release": DIRECTORY},
@@ -48,7 +48,7 @@ SUGGESTED = {
     "split": "data/split", "base_model": "data/base_model", "model_summary": "data/base_model.json",
     "tokenized": "data/tokenized", "tokenize_report": "data/tokenize_report.json", "embeddings": "data/embeddings",
     "model": "data/model", "train_dir": "checkpoints/train", "train_log": "data/train_log", "eval": "data/eval",
-    "submission": "data/submission.csv", "release": "data/release", "baselines": "data/baselines.json",
+    "submission": "data/submission.csv", "release": "data/release", "baselines": "data/baselines",
 }
 
 # Files and folders of the project itself: never an output, never inside or around one.
