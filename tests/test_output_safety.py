@@ -100,7 +100,7 @@ STAGE_CASES = {
     "embed_absolute_outside": ("embed", "embeddings", _absolute_outside, "lies outside the project"),
     "tokenize_home": ("tokenize", "tokenized", "~/x", "starts with '~'"),
     "submit_train_csv": ("submit", "submission", "data/sample/train.csv", "is data.train_csv"),
-    "baselines_inside_model": ("baselines", "baselines", "data/model/baselines.json", "lies inside paths.model"),
+    "baselines_inside_model": ("baselines", "baselines", "data/model/baselines", "lies inside paths.model"),
     "train_symlink_outside": ("train", "model", _symlink_out, "lies outside the project"),
     "base_model_code": ("base_model", "base_model", "stages", "is stages"),
 }
@@ -203,7 +203,7 @@ def test_an_existing_file_output_of_someone_else_is_refused(project, tmp_path, m
     repo = copy_repo(project, tmp_path / "repo")
     monkeypatch.chdir(repo)
     (repo / "data" / "mine.json").write_text('{"mine": true}\n', encoding="utf-8")
-    for key in ("baselines", "model_summary", "tokenize_report", "submission"):
+    for key in ("model_summary", "tokenize_report", "submission"):
         with pytest.raises(UserError, match=rf"^paths\.{key}: 'data/mine\.json' already exists and is a file this "
                                             r"pipeline has no record of writing"):
             check_outputs(params_with(repo, {key: "data/mine.json"}), STAGE_OF[key])
@@ -238,7 +238,7 @@ def test_stages_rerun_over_their_own_outputs(sample_run, tmp_path):
     release, evaluation = repo / "data/release", repo / "data/eval"
     assert (release / OUTPUT_MARKER).is_file() and (evaluation / OUTPUT_MARKER).is_file()
     before = {"release": tree_digest(release), "eval": tree_digest(evaluation),
-              "baselines": (repo / "data/baselines.json").read_bytes()}
+              "baselines": tree_digest(repo / "data/baselines")}
     for _ in range(2):  # first over what dvc.lock lists, then over what the stage itself recorded
         for stage in ("package", "baselines"):
             result = run_stage(repo, stage)
@@ -246,7 +246,7 @@ def test_stages_rerun_over_their_own_outputs(sample_run, tmp_path):
     (evaluation / "notes.txt").write_text("a user's note in the marked folder stays\n", encoding="utf-8")
     assert run_stage(repo, "evaluate").returncode == 0
     assert tree_digest(release) == before["release"]  # byte-identical reruns, marker included
-    assert (repo / "data/baselines.json").read_bytes() == before["baselines"]
+    assert tree_digest(repo / "data/baselines") == before["baselines"]
     assert {k: v for k, v in tree_digest(evaluation).items() if k != "notes.txt"} == before["eval"]
     assert (evaluation / "notes.txt").is_file()
 
@@ -266,3 +266,18 @@ def test_a_new_output_path_gets_the_marker_and_a_foreign_one_is_left_alone(sampl
                     "write (weights.safetensors); a stage replaces only what it wrote: give a new or empty folder, "
                     "such as data/release, or move those files away")
     assert tree_digest(repo) == before
+
+
+def test_dvc_repro_refuses_before_dvc_deletes_a_users_folder(sample_run, tmp_path):
+    """`dvc repro` deletes a stage's declared outs before running it: check_paths must stop the run first."""
+    repo = copy_repo(sample_run.repo, tmp_path / "repo")
+    (repo / "notes").mkdir()
+    (repo / "notes" / "notes.txt").write_text("my notes\n", encoding="utf-8")
+    write_params(repo, {"paths": {"eval": "notes"}})
+    before = tree_digest(repo / "notes")
+    result = subprocess.run(["dvc", "repro"], cwd=repo, env=env_with_venv(), capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode != 0
+    assert "error: paths.eval: 'notes' already exists and holds files this pipeline did not write" in result.stderr
+    assert "Running stage 'evaluate'" not in result.stdout
+    assert tree_digest(repo / "notes") == before

@@ -164,6 +164,36 @@ def ownership_problem(key: str, value: str, kind: str, target: Path) -> Optional
 def check_outputs(params: Params, stage: str) -> None:
     """Refuse (UserError) any `paths.*` value that could make `stage` touch what it did not write; then
     claim the stage's outputs (directories get the marker, files are recorded) and mark its folders."""
+    others = _check_locations(params)
+    own = STAGE_OUTPUTS[stage]
+    values = params.paths.model_dump()
+    for key, kind in own.items():
+        problem = ownership_problem(key, values[key], kind, others[key])
+        if problem:
+            raise UserError(f"paths.{key}: {problem}")
+    claim(others[key] for key, kind in own.items() if kind in (DIRECTORY, FILE))
+    for key, kind in own.items():
+        if kind == FOLDER:
+            marker = others[key] / OUTPUT_MARKER
+            if not marker.is_file():
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.write_text(MARKER_TEXT, encoding="utf-8")
+
+
+def check_all_outputs(params: Params) -> None:
+    """Every stage's outputs checked at once, changing nothing: what the check_paths stage runs before any
+    other stage, because `dvc repro` deletes a stage's declared outputs before it runs that stage's command."""
+    others = _check_locations(params)
+    values = params.paths.model_dump()
+    for outputs in STAGE_OUTPUTS.values():
+        for key, kind in outputs.items():
+            problem = ownership_problem(key, values[key], kind, others[key])
+            if problem:
+                raise UserError(f"paths.{key}: {problem}")
+
+
+def _check_locations(params: Params) -> dict[str, Path]:
+    """Where every `paths.*` value points, after refusing those outside the project, on inputs or overlapping."""
     root = Path.cwd().resolve()
     values = params.paths.model_dump()
     others = {key: output_location(root / value) for key, value in values.items()
@@ -178,15 +208,4 @@ def check_outputs(params: Params, stage: str) -> None:
         problem = overlap_problem(key, values[key], others, root)
         if problem:
             raise UserError(f"paths.{key}: {problem}")
-    own = STAGE_OUTPUTS[stage]
-    for key, kind in own.items():
-        problem = ownership_problem(key, values[key], kind, others[key])
-        if problem:
-            raise UserError(f"paths.{key}: {problem}")
-    claim(others[key] for key, kind in own.items() if kind in (DIRECTORY, FILE))
-    for key, kind in own.items():
-        if kind == FOLDER:
-            marker = others[key] / OUTPUT_MARKER
-            if not marker.is_file():
-                marker.parent.mkdir(parents=True, exist_ok=True)
-                marker.write_text(MARKER_TEXT, encoding="utf-8")
+    return others
