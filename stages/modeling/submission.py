@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from stages.common.errors import UserError
-from stages.common.outputs import atomic_file
+from stages.common.outputs import write_csv
 from stages.common.params import DataParams
 from stages.common.spreadsheet import spreadsheet_safe
 from stages.modeling.inference import predict_proba, probability_columns
@@ -63,5 +63,4 @@ def make_submission(paths, data: DataParams, batch_size: int) -> tuple[pd.DataFr
 
 def write_submission(frame: pd.DataFrame, path: str | Path) -> None:
     """The CSV as people open it in a spreadsheet: no id or class name can run as a formula."""
-    with atomic_file(path) as tmp:
-        spreadsheet_safe(frame).to_csv(tmp, index=False, lineterminator="\n")
+    write_csv(spreadsheet_safe(frame), path)
