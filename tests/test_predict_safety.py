@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -241,13 +240,17 @@ def test_many_chunks_give_the_single_chunk_output(workdir, sample_run):
     assert [r["id"] for r in one] == single["id"].tolist()
 
 
-def read_lines_with_deadline(stream, count: int, seconds: float) -> list[str]:
+def line_reader(stream) -> queue.Queue:
+    """Lines of a child's output as they come (None at the end), read by a thread so a test can wait with a timeout."""
     lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in iter(stream.readline, b"")], daemon=True).start()
-    got, deadline = [], time.monotonic() + seconds
-    while len(got) < count:
-        got.append(lines.get(timeout=max(0.1, deadline - time.monotonic())).decode("utf-8"))
-    return got
+
+    def pump() -> None:
+        for line in iter(stream.readline, b""):
+            lines.put(line.decode("utf-8"))
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
 
 
 def test_rows_appear_before_the_input_ends(workdir):
@@ -255,19 +258,20 @@ def test_rows_appear_before_the_input_ends(workdir):
     process = subprocess.Popen([sys.executable, "-m", "stages.predict", "model", "--chunk-size", "2"], cwd=workdir,
                                env=environment(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
+        output = line_reader(process.stdout)
         process.stdin.write(f"{TEXTS[0]}\n{TEXTS[1]}\n".encode("utf-8"))
         process.stdin.flush()
-        first = read_lines_with_deadline(process.stdout, 3, seconds=300)  # header + the first chunk's two rows
+        first = [output.get(timeout=300) for _ in range(3)]  # header + the first chunk's two rows
         assert process.poll() is None  # still running: its input is not closed yet
         assert first[0].startswith("text,label,") and [row.split(",")[0] for row in first[1:]] == TEXTS[:2]
         process.stdin.write(("\n".join(TEXTS[2:]) + "\n").encode("utf-8"))
         process.stdin.close()
-        rest = process.stdout.read().decode("utf-8")
+        rest = list(iter(lambda: output.get(timeout=300), None))
         assert process.wait(timeout=300) == 0, process.stderr.read()
     finally:
         process.kill()
         process.wait()
-    assert [row.split(",")[0] for row in rest.splitlines()] == TEXTS[2:]
+    assert [row.split(",")[0] for row in rest] == TEXTS[2:]
 
 
 def peak_rss_mb(workdir: Path, stdin_file: Path) -> float:
@@ -427,3 +431,14 @@ def test_copy_model_dir_copies_model_files_only(tmp_path):
     assert copied == ["1_Pooling/config.json", "config.json", "model.safetensors", "tokenizer.json", "vocab.txt"]
     assert not (target / "tokenizer.json").is_symlink() and (target / "tokenizer.json").read_text() == "v"
     assert (target / "vocab.txt").stat().st_mode & 0o200  # an ordinary, writable output file
+
+
+def test_fresh_tokenizer_mid_stream_gives_the_same_rows(release, monkeypatch):
+    """The tokenizer reloaded every few texts (to bound fugashi's per-word memory) tokenizes exactly the same."""
+    def rows(refresh: int) -> str:
+        monkeypatch.setattr(predict, "TOKENIZER_REFRESH_TEXTS", refresh)
+        out = io.StringIO()
+        predict.run([str(release), *TEXTS * 2, "--chunk-size", "2"], stdout=out, stderr=io.StringIO())
+        return out.getvalue()
+
+    assert rows(2) == rows(10**9)
