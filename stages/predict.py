@@ -36,17 +36,16 @@ import pandas as pd
 from stages.common.errors import UserError, stage_entry
 from stages.common.spreadsheet import spreadsheet_safe
 from stages.dataset.tables import decode_bytes, guess_sep
-from stages.modeling.model_dir import check_model_dir, first_line, is_model_dir, load_tokenizer
+from stages.modeling.model_dir import check_model_dir, first_line, is_model_dir
 
 # Below this many texts the progress bar is noise; above it, MeCab + the model take seconds or more.
 PROGRESS_MIN_TEXTS = 500
 # Texts per chunk: large enough that batching stays efficient (an input up to this size is scored exactly as
 # one call would score it), small enough that memory stays flat and the first rows come out quickly.
+# (fugashi's MeCab tagger itself keeps ~180 bytes per distinct word it has parsed: memory still grows with the
+# vocabulary of the input, ~70 MB for 460,000 distinct numbers, but no longer with its length. A fresh tokenizer
+# now and then is no cure: fugashi never frees a tagger's dictionary, so each reload leaked ~40 MB.)
 CHUNK_TEXTS = 1000
-# fugashi's MeCab tagger keeps ~180 bytes for every distinct word it has parsed (measured: 460,000 distinct
-# numbers in 50 MB of input grew the peak by 70 MB), so a long stream of distinct words (numbers, names, URLs)
-# would grow memory without bound: the tokenizer is loaded afresh (same files, same tokens) after this many texts.
-TOKENIZER_REFRESH_TEXTS = 20_000
 # The encoding of a file is guessed from its first MiB (whole lines), not from the whole file.
 ENCODING_SAMPLE_BYTES = 1 << 20
 # Above this share of [UNK] tokens the model is reading characters it never saw: say so.
@@ -615,14 +614,12 @@ def run(argv: Sequence[str], stdin=None, stdout: Optional[TextIO] = None, stderr
         print(f"note: {note}", file=stderr)
 
     blanks, unknown, progress = BlankFilter(), UnknownTokens.of(tokenizer), Progress(stderr, args.progress)
-    written = refreshed_at = 0
+    written = 0
     sink = StdoutSink(stdout) if target is None else FileSink(target, f"-o {args.output}")
     with progress, sink:
         for chunk in map(blanks, source.chunks):
             if not chunk.texts:
                 continue
-            if written - refreshed_at >= TOKENIZER_REFRESH_TEXTS:
-                tokenizer, refreshed_at = load_tokenizer(args.model_dir), written
             sequences = encode(tokenizer, chunk.texts, max_length)
             unknown.count(sequences)
             with contextlib.redirect_stderr(io.StringIO()):  # predict_proba's per-chunk bar; ours counts the whole run

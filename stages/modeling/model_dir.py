@@ -42,12 +42,6 @@ def first_line(err: BaseException) -> str:
     return (text.splitlines()[0] if text else type(err).__name__)[:160]
 
 
-def load_tokenizer(directory: str | Path, trust_remote_code: bool = False):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(directory), trust_remote_code=trust_remote_code)
-
-
 def check_weights(directory: Path, label: str) -> None:
     """Every *.safetensors file has a readable header that covers the file exactly, so a truncated download or a
     file of random bytes is refused here rather than when a later stage loads the model."""
@@ -69,7 +63,7 @@ def check_model_dir(directory: str | Path, label: str, hint: str = "", trust_rem
     `label` starts each message (a param or a path); `hint` (what to give instead) ends the messages about a
     directory that is not a model at all. Returns the config and tokenizer it loaded.
     """
-    from transformers import AutoConfig
+    from transformers import AutoConfig, AutoTokenizer
 
     directory = Path(directory)
     tail = f"; {hint}" if hint else ""
@@ -93,7 +87,7 @@ def check_model_dir(directory: str | Path, label: str, hint: str = "", trust_rem
         raise UserError(f"{label}: config.json is unreadable ({first_line(err)}); restore it from the original model") from None
     check_weights(directory, label)
     try:
-        tokenizer = load_tokenizer(directory, trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=trust_remote_code)
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
         raise UserError(f"{label}: tokenizer files missing or unreadable ({first_line(err)}); {COPY_TOOLS_HINT}") from None
     vocab_size = getattr(config, "vocab_size", None)
