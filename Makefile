@@ -1,4 +1,5 @@
-# The README's two commands: `make repro` (install + run the pipeline) and `make test`.
+# The README's two commands: `make repro` (install + run the pipeline) and `make test` (both test tiers).
+# tests/test_docs.py dry-runs every target (`make -n`) and runs the bench commands with --help.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -7,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_INDEX ?=
 TORCH_PIN := torch==2.13.0
 
-.PHONY: setup repro test bench results clean
+.PHONY: setup repro test test-fast bench results clean
 
 setup: $(VENV)/.installed
 
@@ -21,20 +22,25 @@ $(VENV)/.installed: pyproject.toml
 
 repro: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-0} $(BIN)/dvc repro
-	@$(BIN)/dvc metrics show
-	@echo "metrics: data/eval/metrics.json   plots: dvc plots show   model: data/model"
+	@echo
+	@$(BIN)/python -m stages.evaluate --summary
 
 test: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
 
+# Fast tier only: in-process unit tests, no pipeline or training runs (well under two minutes).
+test-fast: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -m "not slow"
+
+# docs/benchmarks.md. As modules (-m), so `bench` and `stages` import from the project root.
 bench: setup
 	$(BIN)/python -m pip install -q -e ".[bench]"
-	$(BIN)/python bench/embed.py
-	$(BIN)/python bench/train.py
+	$(BIN)/python -m bench.embed
+	$(BIN)/python -m bench.train
 
-# README "Results": the default pipeline on the three datasets in ../shared/data (several minutes on CPU).
+# docs/results.md: the default pipeline on the three datasets in ../shared/data (several minutes on CPU).
 results: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/results.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench.results
 
 clean:
 	rm -rf $(VENV)

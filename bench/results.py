@@ -3,9 +3,9 @@
 For each dataset: a throwaway git + DVC copy of this project with only `data.train_csv` changed, one
 `dvc repro`, then the valid macro-F1 of the fine-tuned model and of the baselines from metrics.json.
 
-    python bench/results.py                       # all three datasets, Markdown table on stdout
-    python bench/results.py --keep runs/ chabsa   # keep the copies (reports in runs/<name>/data/eval/)
-    python bench/results.py --set train.epochs=10 # any param override, as with `dvc exp run -S`
+    python -m bench.results                       # all three datasets, Markdown table on stdout
+    python -m bench.results --keep runs/ chabsa   # keep the copies (reports in runs/<name>/data/eval/)
+    python -m bench.results --set train.epochs=10 # any param override, as with `dvc exp run -S`
 """
 from __future__ import annotations
 
@@ -65,6 +65,7 @@ def run_dataset(name: str, dest: Path, overrides: dict[str, object]) -> dict:
     if result.returncode != 0:
         raise SystemExit(f"{name}: dvc repro failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
     metrics = json.loads((dest / "data/eval/metrics.json").read_text())
+    metrics.update(json.loads((dest / "data/baselines/metrics.json").read_text()))
     summary = json.loads((dest / "data/split/summary.json").read_text())
     return {"dataset": name, "classes": len(summary["label_names"]),
             "rows": sum(sum(c.values()) for c in summary["class_counts"].values()),

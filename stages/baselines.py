@@ -7,22 +7,28 @@ from __future__ import annotations
 import datasets
 
 from stages.common.errors import stage_entry
-from stages.common.outputs import write_json
+from stages.common.outputs import write_csv, write_json
 from stages.common.params import load_params
-from stages.evaluation.baselines import run_baselines
+from stages.common.paths import check_outputs
+from stages.common.spreadsheet import spreadsheet_safe
+from stages.evaluation.baselines import METRICS_FILE, PREDICTIONS_FILE, predictions_table, run_baselines
 from stages.evaluation.metrics import rounded
 
 
 @stage_entry
 def main() -> None:
     params = load_params()
+    check_outputs(params, "baselines")
     split = datasets.load_from_disk(params.paths.split)
-    scores = rounded(run_baselines(split, params.paths.embeddings, params.baselines))
-    write_json(params.paths.baselines, scores)
+    scores, tfidf_predicted = run_baselines(split, params.paths.embeddings, params.baselines)
+    scores = rounded(scores)
+    names = split["train"].features["label"].names
+    write_csv(spreadsheet_safe(predictions_table(tfidf_predicted, names)), f"{params.paths.baselines}/{PREDICTIONS_FILE}")
+    write_json(f"{params.paths.baselines}/{METRICS_FILE}", scores, sort_keys=False)
     valid = {name: scores[name]["valid"] for name in scores}
     print(f"baselines: valid macro-F1 probe {valid['probe']['macro_f1']:.4f}, "
           f"MTEB protocol {valid['mteb']['macro_f1_mean']:.4f} ± {valid['mteb']['macro_f1_std']:.4f}, "
-          f"kNN {valid['knn']['macro_f1']:.4f}, TF-IDF {valid['tfidf']['macro_f1']:.4f} -> {params.paths.baselines}")
+          f"kNN {valid['knn']['macro_f1']:.4f}, TF-IDF {valid['tfidf']['macro_f1']:.4f} -> {params.paths.baselines}/")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import datasets
 from stages.common.errors import stage_entry
 from stages.common.outputs import atomic_dir
 from stages.common.params import load_params
+from stages.common.paths import check_outputs
 from stages.modeling.encoder import embed_splits
 
 
@@ -26,6 +27,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main() -> None:
     args = parse_args(sys.argv[1:])
     params = load_params()
+    check_outputs(params, "embed")
     tokenized = datasets.load_from_disk(params.paths.tokenized)
     with atomic_dir(params.paths.embeddings) as tmp:
         counts = embed_splits(tokenized, params.paths.base_model, params.embed, tmp, params.tokenize.max_length,

@@ -1,22 +1,30 @@
 """evaluate stage: score the fine-tuned model once on valid (and a labelled test file), with the baselines.
 
-Writes metrics, plots, per-text predictions and report.md (stages/evaluation/evaluator.py lists the files).
+Writes metrics, plots, per-text predictions and report.md (stages/evaluation/evaluator.py lists the files),
+then prints a short summary; `python -m stages.evaluate --summary` prints that summary again without scoring.
 """
 from __future__ import annotations
 
+import argparse
+import sys
+
 from stages.common.errors import stage_entry
 from stages.common.params import load_params
+from stages.common.paths import check_outputs
 from stages.evaluation.evaluator import evaluate
+from stages.evaluation.summary import summary_lines
 
 
 @stage_entry
 def main() -> None:
+    cli = argparse.ArgumentParser(prog="python -m stages.evaluate", description=__doc__.splitlines()[0])
+    cli.add_argument("--summary", action="store_true", help="print the summary of the last run and exit")
+    args = cli.parse_args(sys.argv[1:])
     params = load_params()
-    metrics = evaluate(params)
-    valid = metrics["valid"]
-    print(f"evaluate: valid macro-F1 {valid['macro_f1']:.4f} (TF-IDF {metrics['tfidf']['valid']['macro_f1']:.4f}, "
-          f"linear probe {metrics['probe']['valid']['macro_f1']:.4f}, kNN {metrics['knn']['valid']['macro_f1']:.4f}), "
-          f"ECE {valid['ece']:.3f}; report: {params.paths.eval}/report.md, metrics: {params.paths.eval}/metrics.json")
+    if not args.summary:
+        check_outputs(params, "evaluate")
+        evaluate(params)
+    print("\n".join(summary_lines(params)))
 
 
 if __name__ == "__main__":

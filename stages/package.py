@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from stages.common.errors import stage_entry
 from stages.common.params import load_params
+from stages.common.paths import check_outputs
 from stages.evaluation.packaging import CARD_FILE, package
 
 
 @stage_entry
 def main() -> None:
-    release, names = package(load_params())
+    params = load_params()
+    check_outputs(params, "package")
+    release, names = package(params)
     print(f"package: model + model card ({release / CARD_FILE}) -> {release}; labels {names}")
 
 

@@ -7,6 +7,7 @@ import yaml
 
 from stages.common.errors import stage_entry
 from stages.common.params import load_params
+from stages.common.paths import check_outputs
 from stages.dataset.splitting import make_splits, save_split
 
 
@@ -21,6 +22,7 @@ def test_csv_tracked(dvc_yaml: Path = Path("dvc.yaml")) -> bool:
 @stage_entry
 def main() -> None:
     params = load_params()
+    check_outputs(params, "split")
     if params.data.test_csv and not test_csv_tracked():
         print("warning: data.test_csv is set but not a dep of the split stage in dvc.yaml, so edits to that file "
               "will not rerun the pipeline; uncomment its line under split.deps")

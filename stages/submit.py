@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from stages.common.errors import stage_entry
 from stages.common.params import load_params
+from stages.common.paths import check_outputs
 from stages.modeling.submission import make_submission, write_submission
 
 
 @stage_entry
 def main() -> None:
     params = load_params()
+    check_outputs(params, "submit")
     frame, what = make_submission(params.paths, params.data, params.train.eval_batch_size)
     write_submission(frame, params.paths.submission)
     print(f"submit: {what} -> {params.paths.submission}")

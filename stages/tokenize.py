@@ -6,20 +6,26 @@ from transformers import AutoTokenizer
 
 from stages.common.errors import stage_entry
 from stages.common.outputs import write_json
-from stages.common.params import load_params
+from stages.common.params import BUILTIN_MODEL, load_params
+from stages.common.paths import check_outputs
+from stages.dataset.japanese import preparation_notes
 from stages.dataset.storage import save_dataset
-from stages.dataset.tokenizing import tokenize_all
+from stages.dataset.tokenizing import check_max_length, tokenize_all
 
 
 @stage_entry
 def main() -> None:
     params = load_params()
+    check_outputs(params, "tokenize")
+    check_max_length(params.tokenize.max_length, params.paths.base_model, params.model.name == BUILTIN_MODEL)
     tokenizer = AutoTokenizer.from_pretrained(params.paths.base_model)
     dataset_dict = datasets.load_from_disk(params.paths.split)
     tokenized, report = tokenize_all(dataset_dict, tokenizer, params.tokenize.max_length)
     save_dataset(tokenized, params.paths.tokenized)
     write_json(params.paths.tokenize_report, report)
     for name, facts in report.items():
+        for note in preparation_notes(facts, name):
+            print(f"note: {note}")
         print(f"tokenize: {name}: {facts['texts']} texts, {facts['mean_tokens']} tokens on average, "
               f"truncated {facts['truncated_rate']:.1%}, [UNK] {facts['unk_rate']:.2%}")
 

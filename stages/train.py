@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 # MKL (fp32 matmuls on CPU) picks code paths by memory alignment, which varies from process to process:
 # without this, two runs with the same params differ in the last digits. STRICT keeps the fast paths.
@@ -14,6 +15,8 @@ os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 from stages.common.errors import stage_entry  # noqa: E402
 from stages.common.params import load_params  # noqa: E402
+from stages.common.paths import check_outputs  # noqa: E402
+from stages.modeling.checkpointing import check_train_dir  # noqa: E402
 from stages.modeling.training import train_and_save  # noqa: E402
 
 
@@ -30,12 +33,15 @@ def torchrun_command(nproc: int) -> list[str]:
 @stage_entry
 def main() -> None:
     params = load_params()
+    check_outputs(params, "train")
     if params.train.nproc > 1 and not under_torchrun():
+        # Refused here, once, rather than inside a rank that torchrun would report as a crash.
+        check_train_dir(Path(params.paths.train_dir))
         sys.stdout.flush()
         os.execv(sys.executable, torchrun_command(params.train.nproc))
     kept = train_and_save(params.paths, params.train, params.evaluate.positive_label)
     if int(os.environ.get("RANK", "0")) == 0:
-        summary = (f"valid macro-F1 {kept['eval_macro_f1']:.4f}, accuracy {kept['eval_accuracy']:.4f} "
+        summary = (f"dev macro-F1 {kept['eval_macro_f1']:.4f}, accuracy {kept['eval_accuracy']:.4f} "
                    f"(step {kept['step']})" if kept else "no evaluation (train.eval_strategy: no)")
         print(f"train: {summary} -> {params.paths.model}; curves: {params.paths.train_log}")
 

@@ -119,3 +119,19 @@ def need_shared_data(name: str) -> Path:
     if not path.is_file():
         pytest.skip(f"{path} not present (../shared/data is only available in development and CI)")
     return path
+
+
+# Test tiers. `pytest -m "not slow"` is the fast tier (in-process unit tests); `slow` marks every test that
+# runs a pipeline (`dvc repro`), stage subprocesses or a training run. Tests that use one of these fixtures
+# (directly or through another fixture) build or train a pipeline, so they are slow wherever they live;
+# tests without them mark themselves (module `pytestmark` or `@pytest.mark.slow`).
+PIPELINE_FIXTURES = {
+    "sample_run",  # conftest: one real `dvc repro` of the tiny pipeline
+    "tiny_repo",   # tests/test_train.py: `dvc repro tokenize` (builtin pretraining), then training runs
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -222,6 +222,7 @@ def test_output_is_a_npy_memmap_in_row_order(model_dir, tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "v.npy"), reference(model_dir, sequences, "cls"), atol=2e-5, rtol=1e-4)
 
 
+@pytest.mark.slow  # three `dvc repro embed` / stage runs in a pipeline repo
 def test_dvc_repro_after_appending_rows_embeds_only_new_texts(tmp_path):
     """The user's workflow: a fixed base model (local dir), append 1% rows to the CSV, `dvc repro embed`."""
     import re

@@ -15,6 +15,9 @@ import yaml
 
 from tests.conftest import REPO, deep_update
 
+# Each case starts a stage in a fresh interpreter (imports of torch/transformers/datasets: seconds each).
+pytestmark = pytest.mark.slow
+
 SAMPLE = (REPO / "data/sample/train.csv").read_text(encoding="utf-8")
 
 

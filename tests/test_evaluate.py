@@ -7,6 +7,7 @@ import datasets
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import accuracy_score, f1_score
 from PIL import Image
 
 from stages.common.errors import UserError
@@ -52,7 +53,7 @@ def synthetic_sets(n_classes: int, rows: int = 60, seed: int = 0) -> dict:
     return {"valid": {"texts": texts, "gold": gold, "probabilities": probabilities.astype(np.float32)}}
 
 
-BASELINES = {name: {"valid": {"accuracy": 0.5, "macro_f1": 0.4, "weighted_f1": 0.45}} for name in ("probe", "knn", "tfidf")}
+BASELINES = {name: {"valid": {"macro_f1": 0.4, "accuracy": 0.5}} for name in ("probe", "knn", "tfidf")}
 BASELINES["mteb"] = {"valid": {"accuracy_mean": 0.4, "accuracy_std": 0.05, "macro_f1_mean": 0.35, "macro_f1_std": 0.04}}
 
 
@@ -74,13 +75,19 @@ def test_every_declared_output_is_written_for_binary_and_multiclass(tmp_path, na
     out, metrics = run_write_outputs(tmp_path, names, sets)
 
     on_disk = json.loads((out / "metrics.json").read_text())
-    assert on_disk == metrics
+    per_class = json.loads((out / "per_class.json").read_text())
+    assert set(on_disk) == {"valid"} and set(per_class["valid"]) == set(names)
     valid = on_disk["valid"]
-    for key in ("accuracy", "macro_f1", "weighted_f1", "macro_precision", "macro_recall", "roc_auc",
-                "average_precision", "ece"):
-        assert isinstance(valid[key], float) and 0.0 <= valid[key] <= 1.0, key
-    assert set(valid["per_class"]) == set(names)
-    assert {"probe", "mteb", "knn", "tfidf"} <= set(on_disk)
+    gold, predicted = sets["valid"]["gold"], sets["valid"]["probabilities"].argmax(axis=1)
+    # Headline first, each estimate followed by its interval; multi-class has no duplicate f1/precision/recall.
+    binary = ["f1", "f1_ci95_low", "f1_ci95_high", "precision", "recall", "roc_auc", "average_precision"]
+    assert list(valid) == ["macro_f1", "macro_f1_ci95_low", "macro_f1_ci95_high", "accuracy", "accuracy_ci95_low",
+                           "accuracy_ci95_high", *(binary if len(names) == 2 else ["roc_auc"]), "ece"]
+    assert valid["macro_f1"] == pytest.approx(f1_score(gold, predicted, average="macro"), abs=1e-6)
+    assert valid["accuracy"] == pytest.approx(accuracy_score(gold, predicted), abs=1e-6)
+    for key in ("macro_f1", "accuracy"):
+        assert valid[f"{key}_ci95_low"] < valid[key] < valid[f"{key}_ci95_high"], key
+    assert metrics["valid"]["per_class"] == per_class["valid"] and metrics["tfidf"] == BASELINES["tfidf"]
 
     curve_files = sorted(p.name for p in (out / "roc").iterdir())
     assert curve_files == sorted(p.name for p in (out / "pr").iterdir())
@@ -192,11 +199,13 @@ def test_baselines_on_separable_data(tmp_path):
     for name, part in split.items():
         labels = np.asarray(part["label"])
         np.save(tmp_path / f"{name}.npy", (rng.normal(size=(len(labels), 8)) + 3 * labels[:, None]).astype(np.float32))
-    scores = run_baselines(split, tmp_path, BaselinesParams.from_project())
+    scores, tfidf_predicted = run_baselines(split, tmp_path, BaselinesParams.from_project())
     assert set(scores) == {"probe", "mteb", "knn", "tfidf"}
     for name in ("probe", "knn", "tfidf"):
         assert scores[name]["valid"]["macro_f1"] > 0.9, name
     assert scores["tfidf"]["valid"]["macro_f1"] == 1.0  # the class words never overlap
+    assert tfidf_predicted["valid"].tolist() == split["valid"]["label"]
+    assert scores["tfidf"]["valid"]["macro_f1_ci95_low"] == scores["tfidf"]["valid"]["macro_f1_ci95_high"] == 1.0
     assert scores["mteb"]["valid"]["macro_f1_mean"] > 0.8
 
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
+from sklearn.metrics import accuracy_score, f1_score
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from tests.conftest import copy_repo, make_pipeline_repo, need_shared_data, run
@@ -15,6 +17,17 @@ def read_metrics(repo):
     return json.loads((repo / "data/eval/metrics.json").read_text())
 
 
+def flat_keys(metrics: dict, prefix: str = "") -> dict:
+    """metrics.json as `dvc metrics` names its keys: valid.macro_f1, valid.macro_f1_ci95_low, ..."""
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            out.update(flat_keys(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def test_repro_rerun_and_selective_exp_run(sample_run, tmp_path):
     for stage in ("split", "base_model", "tokenize", "embed", "train", "evaluate"):
         assert f"Running stage '{stage}'" in sample_run.stdout
@@ -22,9 +35,22 @@ def test_repro_rerun_and_selective_exp_run(sample_run, tmp_path):
 
     metrics = read_metrics(pipeline_repo)
     valid = metrics["valid"]
-    assert set(valid["per_class"]) == {"negative", "neutral", "positive"}
-    assert sum(c["support"] for c in valid["per_class"].values()) == 90  # 20% of the 450 sample rows
-    assert 0.0 <= valid["macro_f1"] <= 1.0 and 0.0 <= metrics["probe"]["valid"]["macro_f1"] <= 1.0
+    per_class = json.loads((pipeline_repo / "data/eval/per_class.json").read_text())["valid"]
+    assert set(per_class) == {"negative", "neutral", "positive"}
+    assert sum(c["support"] for c in per_class.values()) == 90  # 20% of the 450 sample rows
+    # The headline numbers are those of the written predictions, and the baselines those of their own stage.
+    predictions = pd.read_csv(pipeline_repo / "data/eval/predictions.csv")
+    scored = predictions[predictions["split"] == "valid"]
+    assert valid["macro_f1"] == pytest.approx(f1_score(scored["gold"], scored["predicted"], average="macro"), abs=1e-6)
+    assert valid["accuracy"] == pytest.approx(accuracy_score(scored["gold"], scored["predicted"]), abs=1e-6)
+    assert {name: c["support"] for name, c in per_class.items()} == scored["gold"].value_counts().to_dict()
+    baselines = json.loads((pipeline_repo / "data/baselines/metrics.json").read_text())
+    assert baselines["tfidf"]["valid"]["accuracy"] == pytest.approx(
+        accuracy_score(scored["gold"], scored["tfidf_predicted"]), abs=1e-6)
+    # The run's summary (also printed at the end of the evaluate stage) names the files and judges TF-IDF.
+    summary = run(["python", "-m", "stages.evaluate", "--summary"], pipeline_repo).stdout.splitlines()
+    assert len(summary) <= 8 and summary[0].startswith(f"valid macro-F1 {valid['macro_f1']:.4f} (95% CI ")
+    assert any("TF-IDF" in line for line in summary) and any("data/eval/report.md" in line for line in summary)
     # Better than chance on a 3-class balanced sample even with the tiny model.
     assert valid["accuracy"] > 0.45
     assert (pipeline_repo / "data/eval/confusion.csv").read_text().startswith("actual,predicted\n")
@@ -48,8 +74,16 @@ def test_repro_rerun_and_selective_exp_run(sample_run, tmp_path):
     assert "0.0001" in flat and "0.002" in flat  # both runs' learning rates listed
     assert "macro_f1" in flat
 
-    diff = run(["dvc", "metrics", "diff", "--json"], pipeline_repo)
-    assert "valid.macro_f1" in diff.stdout or "valid.accuracy" in diff.stdout
+    # workspace (the experiment) vs HEAD (the baseline run): every reported change is between those two files.
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], pipeline_repo).stdout)["data/eval/metrics.json"]
+    head = flat_keys(json.loads(run(["git", "show", "HEAD:data/eval/metrics.json"], pipeline_repo).stdout))
+    workspace = flat_keys(read_metrics(pipeline_repo))
+    assert any(key.startswith("valid.") for key in diff), diff  # another learning rate, another model
+    for key, change in diff.items():
+        assert (change["old"], change["new"]) == (head.get(key), workspace.get(key)), key
+    baseline_diff = json.loads(run(["dvc", "metrics", "diff", "--json"], pipeline_repo).stdout).get(
+        "data/baselines/metrics.json", {})
+    assert not baseline_diff  # the baselines stage did not rerun for a training param
 
 
 @pytest.mark.parametrize("dataset, classes", [("ja_toxic_inspection", {"normal", "toxic"}),
@@ -58,8 +92,8 @@ def test_real_datasets_run_without_code_change(tmp_path, dataset, classes):
     csv = need_shared_data(dataset)
     repo = make_pipeline_repo(tmp_path / dataset, {"data": {"train_csv": str(csv)}, "train": {"epochs": 1}})
     run(["dvc", "repro"], repo)
-    metrics = read_metrics(repo)
-    assert set(metrics["valid"]["per_class"]) == classes
+    per_class = json.loads((repo / "data/eval/per_class.json").read_text())
+    assert set(per_class["valid"]) == classes
     summary = json.loads((repo / "data/split/summary.json").read_text())
     rows = sum(sum(split.values()) for split in summary["class_counts"].values())
     assert rows > 300

@@ -32,7 +32,7 @@ def splits_for(path: str, **data) -> tuple[datasets.DatasetDict, dict, list[str]
 
 def all_rows(dataset_dict) -> set[tuple[str, str]]:
     rows = set()
-    for split in ("train", "valid"):
+    for split in ("train", "dev", "valid"):
         names = dataset_dict[split].features["label"].names
         rows |= {(r["text"], names[r["label"]]) for r in dataset_dict[split]}
     return rows
@@ -87,13 +87,24 @@ def test_duplicates_counted_and_conflicts_follow_param(tmp_path):
     assert any("2 exact duplicate" in n for n in notes)
     assert ROWS[1][0] not in {t for t, _ in all_rows(dropped)}
     kept, _, _ = splits_for(path, on_conflict="keep")
-    assert sum(len(kept[s]) for s in ("train", "valid")) == len(ROWS) + 1
+    assert sum(len(kept[s]) for s in ("train", "dev", "valid")) == len(ROWS) + 1
 
 
-def test_no_text_in_both_train_and_valid(tmp_path):
+def test_no_text_in_two_splits(tmp_path):
     rows = ROWS + ROWS[:10]  # exact duplicates must not straddle the split
     dataset_dict, _, _ = splits_for(write(tmp_path, "t.csv", csv_text(rows)))
-    assert not set(dataset_dict["train"]["text"]) & set(dataset_dict["valid"]["text"])
+    texts = {name: set(dataset_dict[name]["text"]) for name in ("train", "dev", "valid")}
+    assert not texts["train"] & texts["valid"] and not texts["dev"] & texts["valid"] and not texts["train"] & texts["dev"]
+
+
+def test_dev_split_is_carved_from_train_with_a_minimum_per_class(tmp_path):
+    rows = [(f"多数{i}", "多数派") for i in range(200)] + [(f"少数{i}", "少数派") for i in range(6)]
+    dataset_dict, summary, _ = splits_for(write(tmp_path, "t.csv", csv_text(rows)))
+    counts = summary["class_counts"]
+    assert counts["dev"]["多数派"] == round((counts["dev"]["多数派"] + counts["train"]["多数派"]) * 0.1) == 16
+    assert counts["dev"]["少数派"] == 2  # 0.1 of 4 or 5 training rows rounds to 0: the minimum of 2 applies
+    assert counts["train"]["少数派"] >= 1
+    assert sum(sum(c.values()) for c in counts.values()) == len(rows)
 
 
 def test_empty_texts_dropped_or_refused(tmp_path):
@@ -116,8 +127,8 @@ def test_three_row_class_is_split(tmp_path):
     rows = ROWS + [(f"少数{i}", "少数派") for i in range(3)]
     dataset_dict, summary, _ = splits_for(write(tmp_path, "t.csv", csv_text(rows)))
     counts = summary["class_counts"]
-    assert counts["train"]["少数派"] + counts["valid"]["少数派"] == 3
-    assert counts["train"]["少数派"] >= 1
+    assert counts["train"]["少数派"] + counts["dev"]["少数派"] + counts["valid"]["少数派"] == 3
+    assert counts["train"]["少数派"] >= 1 and counts["valid"]["少数派"] >= 1
 
 
 def test_unlabelled_test_csv_and_overlap_report(tmp_path):
@@ -138,7 +149,8 @@ def test_saved_split_is_byte_identical(tmp_path):
         digests.append({p.relative_to(tmp_path / run).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
                         for p in sorted((tmp_path / run).rglob("*")) if p.is_file()})
     assert digests[0] == digests[1]
-    assert datasets.load_from_disk(str(tmp_path / "a"))["train"].num_rows == 24
+    saved = datasets.load_from_disk(str(tmp_path / "a"))
+    assert saved["train"].num_rows + saved["dev"].num_rows == 24
 
 
 def test_cp932_copy_of_real_data_gives_identical_split(tmp_path):

@@ -7,14 +7,21 @@ The README says which files get this treatment; the per-text data in the pipelin
 """
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+# A plain signed number ("-1", "+0.5", "-2e3") is read as that number, not run as a formula: class names
+# like -1/0/1 and such ids must reach a submission unchanged.
+PLAIN_NUMBER = re.compile(r"[+-](\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def neutralise_cell(value: object) -> object:
     """A text cell that a spreadsheet would evaluate gets a leading `'`; anything else is returned as is."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not PLAIN_NUMBER.fullmatch(value):
         return "'" + value
     return value
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 import datasets
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
@@ -28,6 +29,10 @@ def drop_empty_texts(frame: pd.DataFrame, text_column: str, on_empty: str, sourc
         row = int(empty.idxmax()) + 1
         raise UserError(f"{source}: empty text in column {text_column!r} on row {row} ({int(empty.sum())} in all); "
                         f"fill or remove them, or set data.on_empty_text: drop")
+    if empty.all():
+        others = ", ".join(repr(c) for c in frame.columns if c != text_column)
+        raise UserError(f"{source}: all {len(frame)} rows have an empty text in column {text_column!r}, so no row is "
+                        f"left; is data.text_column the column that holds the texts? (other columns: {others or 'none'})")
     return frame[~empty], [f"{source}: dropped {int(empty.sum())} rows with an empty text"]
 
 
@@ -87,7 +92,11 @@ def drop_rare_classes(frame: pd.DataFrame, on_rare: str, source: str) -> tuple[p
     return frame[~frame["label"].isin(rare.index)], [f"{source}: dropped rare class {listed} (data.on_rare_class: drop)"]
 
 
-def check_splittable(counts: pd.Series, valid_size: float, source: str) -> None:
+def check_splittable(counts: pd.Series, valid_size: float, source: str, notes: list[str] | None = None) -> None:
+    if counts.empty:
+        why = "; ".join(notes or []) or "every row was removed"
+        raise UserError(f"{source}: no rows left after cleaning ({why}); fix the rows or relax data.on_conflict / "
+                        f"data.on_rare_class")
     if len(counts) < 2:
         raise UserError(f"{source}: only one class ({counts.index[0]!r}) after cleaning; "
                         f"a classifier needs at least 2 classes in data.label_column")
@@ -102,11 +111,35 @@ def check_splittable(counts: pd.Series, valid_size: float, source: str) -> None:
                         f"{len(counts)} classes; lower split.valid_size")
 
 
-def stratified_split(frame: pd.DataFrame, valid_size: float, seed: int, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    check_splittable(frame["label"].value_counts(), valid_size, source)
+def stratified_split(frame: pd.DataFrame, valid_size: float, seed: int, source: str,
+                     notes: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`notes` say what cleaning removed, for the message when nothing is left."""
+    check_splittable(frame["label"].value_counts(), valid_size, source, notes)
     train, valid = train_test_split(frame, test_size=valid_size, random_state=seed, stratify=frame["label"])
     # Keep the file's row order inside each split: easier to read, and independent of the shuffle.
     return train.sort_index(), valid.sort_index()
+
+
+def carve_dev(train: pd.DataFrame, dev_size: float, min_per_class: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Split the training rows into (train, dev), stratified by hand so every class with 2+ rows gets dev rows.
+
+    Each class gives round(n * dev_size) rows, at least `min_per_class` and never all of them: the dev split is
+    what early stopping and the kept checkpoint are chosen on, so a rare class must be present there too,
+    while train keeps at least one row of every class. The valid split is never touched here.
+    """
+    rng = np.random.default_rng(seed)
+    dev_rows: list = []
+    notes = []
+    for label in sorted(train["label"].unique()):
+        rows = train.index[train["label"].eq(label)].to_numpy()
+        take = min(max(round(len(rows) * dev_size), min_per_class), len(rows) - 1)
+        if take <= 0:
+            notes.append(f"class {label!r} has {len(rows)} training row, so none is left for the dev split "
+                         f"(early stopping cannot see it)")
+            continue
+        dev_rows.extend(rng.permutation(rows)[:take].tolist())
+    dev = train.loc[sorted(dev_rows)]
+    return train.drop(index=dev.index), dev, notes
 
 
 def to_dataset(frame: pd.DataFrame, names: list[str], labelled: bool = True) -> datasets.Dataset:
@@ -129,9 +162,10 @@ def load_test(data: DataParams, names: list[str], train_texts: set[str]) -> tupl
     labelled = data.label_column in table.frame.columns
     notes = list(table.notes)
     if labelled:
-        frame, test_names, more = load_labelled(table, data, None, "data.test_csv")
+        # With data.label_names the test file may use the same integer ids as the training file.
+        frame, _, more = load_labelled(table, data, data.label_names, "data.test_csv")
         notes += more
-        unseen = [label for label in test_names if label not in names]
+        unseen = [label for label in sorted(set(frame["label"])) if label not in names]
         if unseen:
             row = int(frame.index[frame["label"].eq(unseen[0])][0]) + 1
             raise UserError(f"{table.source}: label {unseen[0]!r} on row {row} never occurs in training "
@@ -178,9 +212,11 @@ def make_splits(data: DataParams, split: SplitParams) -> tuple[datasets.DatasetD
     notes += more
     if data.label_names is None:  # classes named by the data: a dropped class is no class
         names = [name for name in names if name in set(frame["label"])]
-    train, valid = stratified_split(frame, split.valid_size, split.seed, table.source)
-    parts = {"train": train, "valid": valid}
-    splits = {"train": to_dataset(train, names), "valid": to_dataset(valid, names)}
+    train, valid = stratified_split(frame, split.valid_size, split.seed, table.source, notes)
+    train, dev, more = carve_dev(train, split.dev_size, split.dev_min_per_class, split.seed)
+    notes += [f"{table.source}: {note}" for note in more]
+    parts = {"train": train, "dev": dev, "valid": valid}
+    splits = {name: to_dataset(part, names) for name, part in parts.items()}
     if data.test_csv:
         test, labelled, more = load_test(data, names, set(frame["text"]))
         notes += more

@@ -6,6 +6,7 @@ column or row and what to do.
 """
 from __future__ import annotations
 
+import csv
 import io
 import unicodedata
 from dataclasses import dataclass, field
@@ -67,16 +68,68 @@ def decode_bytes(raw: bytes, source: str, encoding: str = "auto") -> tuple[str, 
                     f"re-save the file as UTF-8 or set data.encoding")
 
 
-def guess_sep(path: Path, sep: str) -> str:
-    if sep != "auto":
-        return {"\\t": "\t", "tab": "\t"}.get(sep, sep)
-    return "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
+def sep_param(param: str) -> str:
+    """The name under which the user set the separator: the command-line flag, or the params key."""
+    return "--sep" if param.startswith("--") else "data.sep"
+
+
+def guess_sep(path: Path, sep: str, param: str = "data.train_csv") -> str:
+    if sep == "auto":
+        return "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
+    delimiter = {"\\t": "\t", "tab": "\t"}.get(sep, sep)
+    # pandas would read a longer separator as a regular expression and quote or newline as nonsense.
+    if len(delimiter) != 1 or delimiter in {'"', "\n", "\r"}:
+        raise UserError(f"{sep_param(param)}: {sep!r} cannot separate fields: give exactly one character other "
+                        f"than a quote or newline (',', ';', '|', 'tab'), or 'auto'")
+    return delimiter
+
+
+def check_path_param(value: str, param: str) -> None:
+    """Paths in params.yaml are read as written (so DVC tracks the same file): `~` is not expanded."""
+    if value.startswith("~"):
+        raise UserError(f"{param}: {value!r} starts with '~', which is not expanded in params.yaml; write the path "
+                        f"relative to the project or absolute")
+
+
+def first_rows(text: str, delimiter: str) -> list[list[str]]:
+    """The header and first data row as the csv module splits them (blank lines skipped, like pandas)."""
+    rows = []
+    try:
+        for row in csv.reader(io.StringIO(text), delimiter=delimiter):
+            if row:
+                rows.append(row)
+            if len(rows) == 2:
+                break
+    except csv.Error:
+        return []  # pandas reports the malformed file itself
+    return rows
+
+
+def check_first_row(text: str, delimiter: str, source: str, param: str) -> None:
+    """A first data row with more fields than the header makes pandas use the first column as the row index,
+    shifting every column silently; one with fewer leaves the last columns empty. Both mean the header and the
+    rows disagree, usually because of the separator."""
+    rows = first_rows(text, delimiter)
+    if len(rows) < 2 or len(rows[0]) == len(rows[1]):
+        return
+    header, first = rows
+    shown = "tab" if delimiter == "\t" else repr(delimiter)
+    if len(first) > len(header):
+        what = (f"a text containing {shown} must be in double quotes, or the header is missing a column "
+                f"name; or set {sep_param(param)}")
+    else:
+        what = f"check the separator ({sep_param(param)}) and that each row has a cell for every column"
+    raise UserError(f"{source}: the header line has {len(header)} fields but data row 1 has {len(first)} "
+                    f"(separator {shown}); {what}")
 
 
 def read_table(path: str | Path, encoding: str = "auto", sep: str = "auto", param: str = "data.train_csv") -> Table:
     """Read a CSV/TSV into a frame of strings (no index, no NaN)."""
+    if not param.startswith("--"):
+        check_path_param(str(path), param)
     path = Path(path)
     source = str(path)
+    delimiter = guess_sep(path, sep, param)
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "not found"
         raise UserError(f"{source}: file {what}; set {param} in params.yaml to an existing CSV/TSV file")
@@ -89,7 +142,7 @@ def read_table(path: str | Path, encoding: str = "auto", sep: str = "auto", para
         notes.append(f"{source}: decoded as {used}")
     if "\r\n" in text:
         notes.append(f"{source}: CRLF line endings")
-    delimiter = guess_sep(path, sep)
+    check_first_row(text, delimiter, source, param)
     try:
         frame = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False,
                             na_filter=False, skip_blank_lines=True, engine="c")

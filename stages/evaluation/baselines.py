@@ -10,13 +10,13 @@ It does not read the fine-tuned model, so `dvc exp run -S train.*` never reruns 
 """
 from __future__ import annotations
 
-import os
 import unicodedata
 import warnings
 from pathlib import Path
 
 import datasets
 import numpy as np
+import pandas as pd
 import scipy.sparse
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -26,15 +26,27 @@ from tqdm.auto import tqdm
 
 from stages.common.errors import UserError
 from stages.common.params import BaselinesParams
+from stages.dataset.japanese import mecab_words, prepare_texts
 from stages.evaluation.metrics import classification_scores
+from stages.evaluation.significance import metric_intervals
 
 # Keys kept per baseline: enough to compare with the model without flooding `dvc exp show`.
-COMPARED = ("accuracy", "macro_f1", "weighted_f1")
+COMPARED = ("macro_f1", "accuracy")
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.csv"  # TF-IDF's label per scored text, for paired comparisons with the model
 
 
 def compared_scores(gold: np.ndarray, predicted: np.ndarray, n_classes: int) -> dict[str, float]:
     scores = classification_scores(gold, predicted, n_classes)
     return {key: scores[key] for key in COMPARED}
+
+
+def scores_with_interval(gold: np.ndarray, predicted: np.ndarray, n_classes: int) -> dict[str, float]:
+    """macro-F1 with its 95% stratified-bootstrap interval, then accuracy: the headline baseline's keys."""
+    scores = compared_scores(gold, predicted, n_classes)
+    low, high = metric_intervals(gold, predicted, n_classes)["macro_f1"]
+    return {"macro_f1": scores["macro_f1"], "macro_f1_ci95_low": low, "macro_f1_ci95_high": high,
+            "accuracy": scores["accuracy"]}
 
 
 def logistic_regression(max_iter: int, seed: int, c: float = 1.0, class_weight: str = "none") -> LogisticRegression:
@@ -96,16 +108,6 @@ def knn(train_vectors: np.ndarray, train_labels: np.ndarray, eval_sets: dict[str
     return {name: compared_scores(gold, model.predict(vectors), n_classes) for name, (vectors, gold) in eval_sets.items()}
 
 
-def mecab_words(texts: list[str]) -> list[str]:
-    """Space-joined MeCab words (fugashi + unidic-lite, the builtin model's segmenter) of NFKC-normalised texts."""
-    import fugashi
-    import unidic_lite
-
-    tagger = fugashi.GenericTagger(
-        f'-d "{unidic_lite.DICDIR}" -r "{os.path.join(unidic_lite.DICDIR, "mecabrc")}" -Owakati')
-    return [tagger.parse(unicodedata.normalize("NFKC", text)).strip() for text in tqdm(texts, desc="mecab", mininterval=2)]
-
-
 def tfidf_features(word_ngram_max: int, char_ngram_max: int):
     """Vectorizers over (space-joined MeCab words, NFKC text): word n-grams and character n-grams."""
     words = TfidfVectorizer(tokenizer=str.split, token_pattern=None, lowercase=False, sublinear_tf=True,
@@ -121,7 +123,8 @@ def tfidf_baseline(train_texts: list[str], train_labels: np.ndarray, eval_sets: 
     words, chars = tfidf_features(word_ngram_max, char_ngram_max)
 
     def features(texts: list[str], fit: bool):
-        tokens = mecab_words(texts)
+        texts, _ = prepare_texts(texts)  # the notes on these texts come from the tokenize stage
+        tokens = mecab_words(tqdm(texts, desc="mecab", mininterval=2))
         normal = [unicodedata.normalize("NFKC", t) for t in texts]
         parts = [words.fit_transform(tokens) if fit else words.transform(tokens)]
         if chars is not None:
@@ -129,15 +132,18 @@ def tfidf_baseline(train_texts: list[str], train_labels: np.ndarray, eval_sets: 
         return scipy.sparse.hstack(parts).tocsr()
 
     model = fit_quietly(logistic_regression(max_iter, seed, c, class_weight), features(train_texts, fit=True), train_labels)
-    return {name: compared_scores(gold, model.predict(features(texts, fit=False)), n_classes)
-            for name, (texts, gold) in eval_sets.items()}
+    predicted = {name: model.predict(features(texts, fit=False)) for name, (texts, _) in eval_sets.items()}
+    scores = {name: scores_with_interval(gold, predicted[name], n_classes) for name, (_, gold) in eval_sets.items()}
+    return scores, predicted
 
 
 def scored_splits(split: datasets.DatasetDict) -> list[str]:
     return [name for name in ("valid", "test") if name in split and "label" in split[name].column_names]
 
 
-def run_baselines(split: datasets.DatasetDict, embeddings_dir: str | Path, params: BaselinesParams) -> dict:
+def run_baselines(split: datasets.DatasetDict, embeddings_dir: str | Path,
+                  params: BaselinesParams) -> tuple[dict, dict[str, np.ndarray]]:
+    """(scores per baseline and split, TF-IDF's predicted class index per text of each scored split)."""
     names = split["train"].features["label"].names
     n_classes = len(names)
     train_labels = np.asarray(split["train"]["label"])
@@ -151,13 +157,30 @@ def run_baselines(split: datasets.DatasetDict, embeddings_dir: str | Path, param
     vector_sets = {name: (vectors[name], np.asarray(split[name]["label"])) for name in evaluated}
     text_sets = {name: (split[name]["text"], np.asarray(split[name]["label"])) for name in evaluated}
     train = vectors["train"]
+    tfidf, tfidf_predicted = tfidf_baseline(
+        split["train"]["text"], train_labels, text_sets, n_classes, params.tfidf.word_ngram_max,
+        params.tfidf.char_ngram_max, params.tfidf.c, params.tfidf.max_iter, params.seed, params.class_weight)
     return {
+        "tfidf": tfidf,
         "probe": linear_probe(train, train_labels, vector_sets, n_classes, params.probe.max_iter, params.seed,
                               params.class_weight),
         "mteb": mteb_protocol(train, train_labels, vector_sets, n_classes, params.mteb.n_experiments,
                               params.mteb.samples_per_label, params.mteb.max_iter, params.seed),
         "knn": knn(train, train_labels, vector_sets, n_classes, params.knn.k),
-        "tfidf": tfidf_baseline(split["train"]["text"], train_labels, text_sets, n_classes, params.tfidf.word_ngram_max,
-                                params.tfidf.char_ngram_max, params.tfidf.c, params.tfidf.max_iter, params.seed,
-                                params.class_weight),
-    }
+    }, tfidf_predicted
+
+
+def predictions_table(predicted: dict[str, np.ndarray], names: list[str]) -> pd.DataFrame:
+    """One row per scored text, in split order: split, tfidf (the predicted class name)."""
+    return pd.concat([pd.DataFrame({"split": name, "tfidf": [names[i] for i in rows]}) for name, rows in predicted.items()],
+                     ignore_index=True)
+
+
+def load_tfidf_predictions(directory: str | Path, split: str, n_rows: int) -> list[str] | None:
+    """TF-IDF's label per text of `split` from the baselines stage, or None if it scored no such split."""
+    path = Path(directory) / PREDICTIONS_FILE
+    if not path.is_file():
+        return None
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    rows = table.loc[table["split"] == split, "tfidf"].tolist()
+    return rows if len(rows) == n_rows else None

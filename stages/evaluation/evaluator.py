@@ -1,9 +1,12 @@
 """Metrics, plots, predictions and a readable report for the fine-tuned model, with the baselines.
 
 Every file declared in dvc.yaml is written on every run, for binary and multi-class tasks alike:
-  metrics.json      flat keys: valid.macro_f1, valid.roc_auc, valid.ece, ..., probe/mteb/knn/tfidf.valid.*
-  predictions.csv   split, text, gold, predicted, one probability column per class
-  confusion.csv     (gold, predicted) per valid text, for DVC's confusion template
+  metrics.json      headline keys per scored split, each with its 95% interval: valid.macro_f1,
+                    valid.macro_f1_ci95_low/_high, valid.accuracy, ..., valid.ece (declared as DVC metrics)
+  per_class.json    precision, recall, F1 and support per class and split
+  predictions.csv   split, text, gold, predicted, one probability column per class, and TF-IDF's label
+                    (tfidf_predicted) for paired comparisons (spreadsheet-safe)
+  confusion.csv     (gold, predicted) per valid text, for DVC's confusion template (spreadsheet-safe)
   roc/, pr/         one CSV per curve: the positive class (2 classes) or every class one-vs-rest
   reliability.csv   per confidence bin: mean confidence, accuracy, count
   embedding_map.png 2-D map of the embed stage's vectors coloured by label
@@ -24,12 +27,13 @@ from stages.common.errors import UserError
 from stages.common.hardware import resolve_device
 from stages.common.outputs import (
     atomic_dir,
-    atomic_file,
     class_file_stems,
+    write_csv,
     write_json,
     write_text,
 )
 from stages.common.params import EvaluateParams, Params
+from stages.common.spreadsheet import spreadsheet_safe
 from stages.evaluation import plots, report
 from stages.evaluation.metrics import (
     class_ranking,
@@ -43,18 +47,51 @@ from stages.evaluation.metrics import (
     reliability_table,
     rounded,
 )
+from stages.evaluation.baselines import METRICS_FILE as BASELINE_METRICS
+from stages.evaluation.baselines import load_tfidf_predictions
+from stages.evaluation.significance import PairedDifference, metric_intervals, paired_difference
 from stages.modeling.inference import predict_proba, probability_columns
+
+METRICS_FILE = "metrics.json"      # headline keys per split (declared as DVC metrics)
+PREDICTIONS_FILE = "predictions.csv"
+PER_CLASS_FILE = "per_class.json"  # precision / recall / F1 / support per class and split
 
 
 def split_metrics(gold: np.ndarray, probabilities: np.ndarray, names: list[str], positive: int = 1,
-                  calibration_bins: int = 10) -> dict:
-    """All model metrics of one labelled split, as one flat-keyed section of metrics.json."""
+                  calibration_bins: int = 10) -> tuple[dict, dict]:
+    """(headline metrics of one labelled split, per-class scores).
+
+    Headline keys come in reading order, each estimate followed by its 95% interval: macro-F1 and accuracy;
+    for two classes the positive class's F1, precision, recall, ROC-AUC and AP; for more, the one-vs-rest
+    macro ROC-AUC; then ECE. Multi-class precision/recall/F1 would repeat the macro keys and are left out.
+    """
     predicted = probabilities.argmax(axis=1)
     scores = classification_scores(gold, predicted, len(names), positive)
-    scores.update(ranking_scores(gold, probabilities, names, positive))
-    scores["ece"] = expected_calibration_error(reliability_table(gold, probabilities, calibration_bins))
-    scores["per_class"] = per_class_scores(gold, predicted, names)
-    return scores
+    intervals = metric_intervals(gold, predicted, len(names), positive)
+    ranking = ranking_scores(gold, probabilities, names, positive)
+    headline: dict = {}
+    for key in ("macro_f1", "accuracy") + (("f1",) if len(names) == 2 else ()):
+        headline[key] = scores[key]
+        headline[f"{key}_ci95_low"], headline[f"{key}_ci95_high"] = intervals[key]
+    if len(names) == 2:
+        headline.update(precision=scores["precision"], recall=scores["recall"], roc_auc=ranking["roc_auc"],
+                        average_precision=ranking["average_precision"])
+    else:
+        headline["roc_auc"] = ranking["roc_auc"]
+    headline["ece"] = expected_calibration_error(reliability_table(gold, probabilities, calibration_bins))
+    return headline, per_class_scores(gold, predicted, names)
+
+
+def tfidf_comparison(gold: np.ndarray, model_predicted: np.ndarray, tfidf_labels: list[str] | None,
+                     names: list[str]) -> PairedDifference | None:
+    """Fine-tuned model (B) against TF-IDF (A) on the same texts: paired bootstrap of the macro-F1 difference."""
+    if tfidf_labels is None:
+        return None
+    index = {name: i for i, name in enumerate(names)}
+    if any(label not in index for label in tfidf_labels):
+        return None
+    tfidf = np.array([index[label] for label in tfidf_labels])
+    return paired_difference(gold, tfidf, model_predicted, len(names))
 
 
 def confusion_records(gold: np.ndarray, predicted: np.ndarray, names: list[str]) -> pd.DataFrame:
@@ -67,11 +104,6 @@ def predictions_frame(texts: list[str], gold: np.ndarray | None, probabilities: 
                           "gold": [names[i] for i in gold] if gold is not None else [""] * len(texts),
                           "predicted": [names[i] for i in probabilities.argmax(axis=1)]})
     return frame.assign(**probability_columns(probabilities, names))
-
-
-def write_csv(frame: pd.DataFrame, path: Path) -> None:
-    with atomic_file(path) as tmp:
-        frame.to_csv(tmp, index=False, lineterminator="\n")
 
 
 def map_subset(n_rows: int, max_points: int, seed: int) -> np.ndarray:
@@ -125,22 +157,32 @@ def write_outputs(out: Path, names: list[str], positive: int, sets: dict[str, di
 
     `sets` maps a split name to {"texts", "gold" (None if unlabelled), "probabilities"}; "valid" is required.
     """
-    metrics: dict = {}
+    metrics: dict = {}   # headline keys per split: metrics.json
+    per_class: dict = {}  # per_class.json
     for name, data in sets.items():
         if data["gold"] is not None:
-            metrics[name] = split_metrics(data["gold"], data["probabilities"], names, positive, params.calibration_bins)
-    metrics.update(baselines)
-    metrics = rounded(metrics)
+            metrics[name], per_class[name] = split_metrics(data["gold"], data["probabilities"], names, positive,
+                                                           params.calibration_bins)
+    metrics, per_class = rounded(metrics), rounded(per_class)
+    # What the report and card read: the headline and per-class scores of each split, beside the baselines.
+    full = {name: {**scores, "per_class": per_class[name]} for name, scores in metrics.items()}
+    full.update(baselines)
 
     valid = sets["valid"]
     gold, probabilities = valid["gold"], valid["probabilities"]
     predicted = probabilities.argmax(axis=1)
-    frames = [predictions_frame(data["texts"], data["gold"], data["probabilities"], names).assign(split=name)
-              for name, data in sets.items()]
+    frames = []
+    for name, data in sets.items():
+        frame = predictions_frame(data["texts"], data["gold"], data["probabilities"], names).assign(split=name)
+        if data.get("tfidf") is not None:
+            frame["tfidf_predicted"] = data["tfidf"]
+        frames.append(frame)
     predictions = pd.concat(frames, ignore_index=True)
     predictions = predictions[["split", *[c for c in predictions.columns if c != "split"]]]
-    write_csv(predictions, out / "predictions.csv")
-    write_csv(confusion_records(gold, predicted, names), out / "confusion.csv")
+    # Files people open in a spreadsheet: a text or class name cannot run as a formula there. The report below
+    # gets the unchanged predictions and escapes them for Markdown itself.
+    write_csv(spreadsheet_safe(predictions), out / PREDICTIONS_FILE)
+    write_csv(spreadsheet_safe(confusion_records(gold, predicted, names)), out / "confusion.csv")
     curves = curve_frames(gold, probabilities, names, positive)
     write_curves(curves, names, out)
     reliability = reliability_table(gold, probabilities, params.calibration_bins)
@@ -162,14 +204,16 @@ def write_outputs(out: Path, names: list[str], positive: int, sets: dict[str, di
         plots.save_png(plots.reliability_figure(reliability, params.calibration_bins, metrics["valid"]["ece"]),
                        figures / "reliability.png")
         plots.save_png(plots.lengths_figure(lengths), figures / "lengths.png")
+    vs_tfidf = tfidf_comparison(gold, predicted, valid.get("tfidf"), names)
     markdown = report.build_report(
-        names=names, positive=positive, metrics=metrics, class_counts=context["class_counts"], lengths=lengths,
+        names=names, positive=positive, metrics=full, vs_tfidf=vs_tfidf, class_counts=context["class_counts"], lengths=lengths,
         token_report=context.get("token_report"), predictions=predictions, n_errors=params.report_errors,
         map_description=map_description, title=context.get("title", "Evaluation report"),
         baseline_labels=context.get("baseline_labels"))
     write_text(out / "report.md", markdown)
-    write_json(out / "metrics.json", metrics)
-    return metrics
+    write_json(out / PER_CLASS_FILE, per_class)
+    write_json(out / METRICS_FILE, metrics, sort_keys=False)
+    return full
 
 
 def class_counts(split: datasets.DatasetDict, names: list[str]) -> dict[str, dict[str, int]]:
@@ -183,10 +227,11 @@ def class_counts(split: datasets.DatasetDict, names: list[str]) -> dict[str, dic
     return counts
 
 
-def load_baselines(path: str) -> dict:
-    if not Path(path).is_file():
+def load_baselines(directory: str) -> dict:
+    path = Path(directory) / BASELINE_METRICS
+    if not path.is_file():
         raise UserError(f"{path}: baseline scores missing; run `dvc repro baselines` first")
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def baseline_labels(params: Params) -> dict[str, str]:
@@ -218,7 +263,8 @@ def evaluate(params: Params) -> dict:
         probabilities = predict_proba(model, tokenized[name]["input_ids"], params.train.eval_batch_size, device,
                                       desc=f"predict {name}")
         sets[name] = {"texts": split[name]["text"], "probabilities": probabilities,
-                      "gold": np.asarray(split[name]["label"]) if labelled else None}
+                      "gold": np.asarray(split[name]["label"]) if labelled else None,
+                      "tfidf": load_tfidf_predictions(paths.baselines, name, len(split[name])) if labelled else None}
     vectors = np.concatenate([np.load(Path(paths.embeddings) / f"{name}.npy") for name in ("train", "valid")])
     vector_labels = np.concatenate([np.asarray(split[name]["label"]) for name in ("train", "valid")])
     token_report_path = Path(paths.tokenize_report)

@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stages.evaluation.markdown import Markdown, cell, escape, table
+from stages.evaluation.significance import PairedDifference
+
 # Images the report embeds, relative to the report's directory.
 FIGURES = {
     "confusion": "figures/confusion.png",
@@ -18,52 +21,52 @@ FIGURES = {
 }
 
 
-def cell(value) -> str:
-    """A Markdown table cell: numbers to 4 decimals, text on one line with pipes escaped."""
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    text = " ".join(str(value).split())
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;")
-
-
-def table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def shorten(text: str, limit: int = 120) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def interval(scores: dict, key: str) -> str:
+    """`0.8123 (0.7650–0.8590)` when the metrics hold a 95% interval for `key`, else the value alone."""
+    low, high = scores.get(f"{key}_ci95_low"), scores.get(f"{key}_ci95_high")
+    return f"{scores[key]:.4f}" if low is None else f"{scores[key]:.4f} ({low:.4f}–{high:.4f})"
+
+
 def comparison_rows(metrics: dict, split: str, baseline_labels: dict[str, str]) -> list[list]:
     model = metrics[split]
-    rows = [["**fine-tuned model**", model["accuracy"], model["macro_f1"], model["weighted_f1"]]]
+    rows = [[Markdown("**fine-tuned model**"), interval(model, "macro_f1"), interval(model, "accuracy")]]
     for key, label in baseline_labels.items():
         scores = metrics.get(key, {}).get(split)
         if not scores:
             continue
         if "accuracy_mean" in scores:
-            rows.append([label, f"{scores['accuracy_mean']:.4f} ± {scores['accuracy_std']:.4f}",
-                         f"{scores['macro_f1_mean']:.4f} ± {scores['macro_f1_std']:.4f}", None])
+            rows.append([label, f"{scores['macro_f1_mean']:.4f} ± {scores['macro_f1_std']:.4f}",
+                         f"{scores['accuracy_mean']:.4f} ± {scores['accuracy_std']:.4f}"])
         else:
-            rows.append([label, scores["accuracy"], scores["macro_f1"], scores["weighted_f1"]])
+            rows.append([label, interval(scores, "macro_f1"), f"{scores['accuracy']:.4f}"])
     return rows
 
 
-def verdict(metrics: dict, split: str) -> str:
-    """One sentence: does the transformer beat the classical baseline, and by how much (macro-F1)?"""
+def verdict(metrics: dict, split: str, vs_tfidf: PairedDifference | None = None) -> str:
+    """One sentence on the model against TF-IDF: a paired judgement on the same texts where one was made."""
+    if vs_tfidf is not None and split == "valid":
+        gap, low, high = vs_tfidf.difference, vs_tfidf.low, vs_tfidf.high
+        ci = f"paired 95% CI of the difference {low:+.4f} to {high:+.4f}"
+        if not vs_tfidf.detectable:
+            return (f"No detectable difference between the fine-tuned model and TF-IDF on {split}: macro-F1 "
+                    f"{gap:+.4f} ({ci}).")
+        if gap > 0:
+            return f"The fine-tuned model is better than TF-IDF on {split} by **{gap:.4f}** macro-F1 ({ci})."
+        return (f"TF-IDF is better than the fine-tuned model on {split} by **{-gap:.4f}** macro-F1 ({ci}): the model "
+                f"does not yet beat a classical one.")
     if "tfidf" not in metrics or split not in metrics["tfidf"]:
         return ""
     gap = metrics[split]["macro_f1"] - metrics["tfidf"][split]["macro_f1"]
     if abs(gap) < 5e-5:
-        return f"The fine-tuned model ties with the TF-IDF baseline on {split} (macro-F1 {metrics[split]['macro_f1']:.4f})."
-    if gap > 0:
-        return f"The fine-tuned model is **{gap:+.4f}** macro-F1 above the TF-IDF baseline on {split}."
-    return f"The fine-tuned model is **{gap:+.4f}** macro-F1 below the TF-IDF baseline on {split}: it does not yet beat a classical model."
+        return f"The fine-tuned model ties with TF-IDF on {split} (macro-F1 {metrics[split]['macro_f1']:.4f})."
+    better = "The fine-tuned model" if gap > 0 else "TF-IDF"
+    other = "TF-IDF" if gap > 0 else "the fine-tuned model"
+    return f"{better} scores {abs(gap):.4f} macro-F1 higher than {other} on {split} (not a paired test)."
 
 
 def length_rows(lengths: dict[str, np.ndarray], token_report: dict | None) -> list[list]:
@@ -92,7 +95,8 @@ def confident_errors(predictions: pd.DataFrame, names: list[str], n: int) -> pd.
 
 def build_report(names: list[str], positive: int, metrics: dict, class_counts: dict, lengths: dict[str, np.ndarray],
                  token_report: dict | None, predictions: pd.DataFrame, n_errors: int, map_description: str,
-                 title: str, baseline_labels: dict[str, str] | None = None) -> str:
+                 title: str, baseline_labels: dict[str, str] | None = None,
+                 vs_tfidf: PairedDifference | None = None) -> str:
     baseline_labels = baseline_labels or {
         "tfidf": "TF-IDF (MeCab words + character n-grams) + logistic regression",
         "probe": "linear probe (logistic regression on frozen embed-stage vectors)",
@@ -102,19 +106,23 @@ def build_report(names: list[str], positive: int, metrics: dict, class_counts: d
     valid = metrics["valid"]
     binary = len(names) == 2
     n_valid = sum(c["support"] for c in valid["per_class"].values())
-    out = [f"# {title}", ""]
-    kind = f"binary, positive class **{names[positive]}**" if binary else f"{len(names)} classes"
-    out += [f"Classes: {', '.join(names)} ({kind}). Scores are on the valid split ({n_valid} texts) unless stated.", ""]
+    out = [f"# {escape(title)}", ""]
+    kind = f"binary, positive class **{escape(names[positive])}**" if binary else f"{len(names)} classes"
+    out += [f"Classes: {', '.join(escape(name) for name in names)} ({kind}). Scores are on the valid split "
+            f"({n_valid} texts) unless stated.", ""]
 
     out += ["## Model vs baselines", ""]
     for split in [s for s in ("valid", "test") if s in metrics]:
-        out += [f"**{split}**", "", table(["system", "accuracy", "macro-F1", "weighted-F1"],
-                                          comparison_rows(metrics, split, baseline_labels)), "", verdict(metrics, split), ""]
-    out += ["Baselines see the same train split and are scored on the same texts. The linear probe, MTEB protocol and kNN "
+        out += [f"**{split}**", "", table(["system", "macro-F1 (95% CI)", "accuracy"],
+                                          comparison_rows(metrics, split, baseline_labels)), "",
+                verdict(metrics, split, vs_tfidf), ""]
+    out += ["Intervals: 95% stratified bootstrap over the scored texts (1,000 resamples); differences smaller than "
+            "the interval's width are not evidence. "
+            "Baselines see the same train split and are scored on the same texts. The linear probe, MTEB protocol and kNN "
             "measure the base model's frozen sentence vectors (no fine-tuning); TF-IDF is the classical bar to clear.", ""]
 
     out += ["## Fine-tuned model (valid)", ""]
-    which = f"class {names[positive]}" if binary else "macro over one-vs-rest classes"
+    which = f"class {escape(names[positive])}" if binary else "macro over one-vs-rest classes"
     out += [f"ROC-AUC {cell(valid.get('roc_auc'))}, average precision {cell(valid.get('average_precision'))} ({which}); "
             f"expected calibration error {cell(valid['ece'])}.", ""]
     rows = [[name, s["precision"], s["recall"], s["f1"], s["support"]] for name, s in valid["per_class"].items()]
@@ -155,8 +163,8 @@ def build_report(names: list[str], positive: int, metrics: dict, class_counts: d
 
 
 def referenced_files(markdown: str) -> list[str]:
-    """Relative paths of the images and links a Markdown report points to."""
-    return re.findall(r"!?\[[^\]]*\]\(([^)\s]+)\)", markdown)
+    """Relative paths of the images and links a Markdown report points to (escaped brackets are text)."""
+    return re.findall(r"(?<!\\)\[(?:\\.|[^\]\\])*\]\(([^)\s]+)\)", markdown)
 
 
 def missing_references(report_path: str | Path) -> list[str]:

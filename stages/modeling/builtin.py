@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -21,24 +21,10 @@ from transformers import (
 )
 
 from stages.common.params import BuiltinModelParams
-from stages.modeling.cpu_speed import use_hash_dropout
+from stages.dataset import japanese
+from stages.dataset.japanese import MECAB_KWARGS, segment
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-MECAB_KWARGS = {"mecab_dic": "unidic_lite"}
-
-
-def word_tokenizer():
-    """The word segmenter BertJapaneseTokenizer will use at inference, so the vocabulary matches it exactly."""
-    from transformers.models.bert_japanese.tokenization_bert_japanese import (
-        MecabTokenizer,
-    )
-
-    return MecabTokenizer(do_lower_case=False, normalize_text=True, **MECAB_KWARGS)
-
-
-def segment(texts: Iterable[str]) -> list[list[str]]:
-    mecab = word_tokenizer()
-    return [mecab.tokenize(text) for text in texts]
 
 
 def train_wordpiece_vocab(words: Sequence[Sequence[str]], vocab_size: int) -> list[str]:
@@ -128,8 +114,6 @@ def pretrain_mlm(model: BertForMaskedLM, tokenizer: BertJapaneseTokenizer, texts
     optimizer = torch.optim.AdamW(model.parameters(), lr=size.pretrain_learning_rate, weight_decay=0.01,
                                   fused=True)
     device = next(model.parameters()).device
-    if device.type == "cpu":
-        use_hash_dropout(model)  # cheaper dropout masks on CPU (stages/cpu_speed.py)
     warmup = max(1, steps // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, max(0.0, (steps - step) / max(1, steps - warmup))))
@@ -158,6 +142,7 @@ def pretrain_mlm(model: BertForMaskedLM, tokenizer: BertJapaneseTokenizer, texts
 def build_builtin(texts: list[str], out_dir: Path, size: BuiltinModelParams, steps: int,
                   autocast_dtype: torch.dtype | None = None) -> dict:
     """Build tokenizer + pretrained model into `out_dir`; returns facts for the summary."""
+    texts, _ = japanese.prepare_texts(texts)  # MeCab reads them twice below (vocabulary, pretraining ids)
     words = segment(tqdm(texts, desc="MeCab segmentation", unit="text", mininterval=2))
     vocab = train_wordpiece_vocab(words, size.vocab_size)
     tokenizer = save_tokenizer(vocab, out_dir, size.max_position_embeddings)

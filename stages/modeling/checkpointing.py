@@ -1,36 +1,40 @@
-"""Resumable training checkpoints without pickle.
+"""Where the train stage's resumable checkpoints live, which of them may be resumed, and what may be deleted.
 
-The Trainer's own checkpoints store the optimizer, scheduler, scaler and RNG states with `torch.save`
-(pickle files that execute code when loaded). Here the same states go to safetensors (tensors) and
-JSON (everything else), so a checkpoint directory holds no pickle and resuming reads none:
+The checkpoints themselves are the Trainer's own (`checkpoint-<step>/`: model safetensors, optimizer.pt,
+scheduler.pt, rng_state.pth, trainer_state.json, ...). transformers 5 reads every one of them back with
+`torch.load(weights_only=True)`, which refuses pickled code, so resuming executes nothing from those files.
 
-    model.safetensors, config.json, tokenizer files   model (Trainer.save_model -> save_pretrained)
-    optimizer.safetensors + optimizer.json            AdamW moments / step counters + param groups
-    scheduler.json, scaler.json                       LR scheduler (and fp16 GradScaler) state
-    rng_state_<rank>.safetensors + rng_state_<rank>.json   torch / CUDA / Python / NumPy RNGs
-    trainer_state.json                                Trainer's own (already JSON)
-    COMPLETE                                          written last: a killed save is never resumed
+    <paths.train_dir>/                     holds nothing but run folders of this stage
+      <key>/                               one run: the key hashes the stage's code, data deps and params
+        TRAIN_RUN                          written when the folder is created: "this folder is ours"
+        checkpoint-<step>/                 the Trainer's checkpoint
+          COMPLETE                         written after the Trainer finished saving (CompleteMarker)
 
-Checkpoints live under `<paths.train_dir>/<key>/`, where the key hashes the train stage's deps and
-params: after any change a fresh directory is used, so a stale checkpoint is never resumed.
+- A checkpoint without COMPLETE (a kill mid-save) is never resumed, and is deleted before resuming.
+- After any change of code, data or params the key changes: a stale checkpoint is never resumed, and
+  the old run folders are deleted, but only folders carrying TRAIN_RUN. A train_dir holding anything
+  else (a file, a folder of the user's) is refused before anything is touched.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import random
 import shutil
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
-import numpy as np
-import torch
-from safetensors.torch import load_file, save_file
+from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from stages.common.errors import UserError
 from stages.common.hashing import update_with_path
 
 COMPLETE_MARKER = "COMPLETE"
-CHECKPOINT_PREFIX = "checkpoint-"
+RUN_MARKER = "TRAIN_RUN"
+CHECKPOINT_PREFIX = f"{PREFIX_CHECKPOINT_DIR}-"
+# Saved by transformers into tokenizer_config.json from how the tokenizer was loaded (HF_HUB_OFFLINE=1 turns
+# local_files_only on), not properties of the tokenizer: they would make a saved model depend on the shell.
+LOAD_TIME_KEYS = ("is_local", "local_files_only")
 
 
 # ---- keys -------------------------------------------------------------------------------------
@@ -47,125 +51,94 @@ def checkpoint_key(deps: Iterable[str | Path], params: dict) -> str:
     return digest.hexdigest()[:16]
 
 
+# ---- run folders ------------------------------------------------------------------------------
+
+def is_run_folder(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink() and (path / RUN_MARKER).is_file()
+
+
+def check_train_dir(root: Path) -> None:
+    """Refuse a train_dir this stage cannot clean up safely: it must hold nothing but marked run folders."""
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise UserError(f"paths.train_dir: '{root}' is a file, not a folder; point paths.train_dir at a folder "
+                        "used only for the train stage's checkpoints (default checkpoints/train)")
+    foreign = sorted(p.name for p in root.iterdir() if not is_run_folder(p))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise UserError(f"paths.train_dir: '{root}' holds {shown} that the train stage did not create (no "
+                        f"{RUN_MARKER} file), and it deletes old checkpoint runs there; point paths.train_dir at "
+                        "a folder of its own (default checkpoints/train) or move those out")
+
+
+def start_run(root: Path, key: str) -> Path:
+    """The run folder `root/key`, created with its marker (after check_train_dir)."""
+    run_dir = root / key
+    run_dir.mkdir(parents=True, exist_ok=True)
+    marker = run_dir / RUN_MARKER
+    if not marker.is_file():
+        marker.write_text("train stage checkpoints of one deps+params key; deleted when no longer resumable\n",
+                          encoding="utf-8")
+    return run_dir
+
+
+def remove_other_runs(root: Path, keep: str) -> None:
+    """Run folders of earlier deps/params: they can never be resumed by this run, only waste disk."""
+    if root.is_dir():
+        for folder in root.iterdir():
+            if folder.name != keep and is_run_folder(folder):
+                shutil.rmtree(folder)
+
+
+# ---- checkpoints in a run folder --------------------------------------------------------------
+
+def checkpoint_step(path: Path) -> int | None:
+    step = path.name[len(CHECKPOINT_PREFIX):]
+    return int(step) if path.name.startswith(CHECKPOINT_PREFIX) and step.isdigit() else None
+
+
 def latest_complete_checkpoint(run_dir: Path) -> Path | None:
     """The checkpoint with the highest step whose save finished (has the COMPLETE marker)."""
     if not run_dir.is_dir():
         return None
-    complete = [p for p in run_dir.glob(f"{CHECKPOINT_PREFIX}*")
-                if (p / COMPLETE_MARKER).is_file() and p.name[len(CHECKPOINT_PREFIX):].isdigit()]
-    return max(complete, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]), default=None)
+    complete = [p for p in run_dir.iterdir() if checkpoint_step(p) is not None and (p / COMPLETE_MARKER).is_file()]
+    return max(complete, key=checkpoint_step, default=None)
 
 
 def remove_incomplete_checkpoints(run_dir: Path) -> None:
     """Checkpoint folders a kill interrupted mid-save; the Trainer would otherwise save into them again."""
-    for folder in run_dir.glob(f"{CHECKPOINT_PREFIX}*"):
-        if folder.is_dir() and not (folder / COMPLETE_MARKER).is_file():
-            shutil.rmtree(folder, ignore_errors=True)
+    if run_dir.is_dir():
+        for folder in run_dir.iterdir():
+            if folder.is_dir() and checkpoint_step(folder) is not None and not (folder / COMPLETE_MARKER).is_file():
+                shutil.rmtree(folder)
 
 
-def remove_other_runs(root: Path, keep: str) -> None:
-    """Checkpoints of earlier deps/params: they can never be resumed by this run, only waste disk."""
-    if root.is_dir():
-        for folder in root.iterdir():
-            if folder.is_dir() and folder.name != keep:
-                shutil.rmtree(folder, ignore_errors=True)
+class CompleteMarker(TrainerCallback):
+    """Marks a checkpoint resumable once it is whole. The Trainer calls on_save after its _save_checkpoint
+    returned (model, optimizer, scheduler, RNG and trainer state written, old checkpoints rotated); under
+    DDP every rank writes its own RNG file, so the main process waits for all ranks first."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if args.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{state.global_step}"
+            (folder / COMPLETE_MARKER).write_text("ok\n", encoding="utf-8")
+        return control
 
 
-# ---- JSON helpers -----------------------------------------------------------------------------
+# ---- saved model files ------------------------------------------------------------------------
 
-def _write_json(path: Path, payload: Any) -> None:
-    try:
-        text = json.dumps(payload, indent=1, sort_keys=True)
-    except TypeError as err:  # a state entry that is neither a tensor nor plain data
-        raise TypeError(f"{path.name}: state is not JSON-serialisable ({err}); cannot checkpoint without pickle")
-    path.write_text(text + "\n", encoding="utf-8")
-
-
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-# ---- optimizer --------------------------------------------------------------------------------
-
-def save_optimizer(state: dict, directory: Path) -> None:
-    """torch optimizer state_dict -> tensors in safetensors, the rest (param groups, scalars) in JSON."""
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for index, entry in state["state"].items():
-        for name, value in entry.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"{index}.{name}"] = value.detach().cpu().contiguous()
-            else:
-                scalars.setdefault(str(index), {})[name] = value
-    save_file(tensors, str(directory / "optimizer.safetensors"))
-    _write_json(directory / "optimizer.json", {"param_groups": state["param_groups"], "scalars": scalars})
-
-
-def load_optimizer(directory: Path) -> dict:
-    tensors = load_file(str(directory / "optimizer.safetensors"))
-    meta = _read_json(directory / "optimizer.json")
-    state: dict[int, dict[str, Any]] = {}
-    for key, tensor in tensors.items():
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = tensor
-    for index, entries in meta["scalars"].items():
-        state.setdefault(int(index), {}).update(entries)
-    groups = meta["param_groups"]
-    for group in groups:  # JSON turns tuples into lists; AdamW reads betas as a pair either way
-        if isinstance(group.get("betas"), list):
-            group["betas"] = tuple(group["betas"])
-    return {"state": state, "param_groups": groups}
-
-
-def has_optimizer_state(directory: Path) -> bool:
-    return (directory / "optimizer.safetensors").is_file() and (directory / "optimizer.json").is_file()
-
-
-# ---- scheduler and scaler (plain data) --------------------------------------------------------
-
-def save_plain_state(state: dict, path: Path) -> None:
-    _write_json(path, state)
-
-
-def load_plain_state(path: Path) -> dict:
-    return _read_json(path)
-
-
-# ---- RNG --------------------------------------------------------------------------------------
-
-def save_rng_state(directory: Path, rank: int) -> None:
-    tensors = {"torch": torch.random.get_rng_state()}
-    if torch.cuda.is_available():
-        for device, state in enumerate(torch.cuda.random.get_rng_state_all()):
-            tensors[f"cuda.{device}"] = state
-    version, internal, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    save_file(tensors, str(directory / f"rng_state_{rank}.safetensors"))
-    _write_json(directory / f"rng_state_{rank}.json", {
-        "python": [version, list(internal), gauss],
-        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
-    })
-
-
-def load_rng_state(directory: Path, rank: int) -> bool:
-    """Restore the RNGs saved by `rank`; False when the checkpoint has none for it."""
-    tensor_file = directory / f"rng_state_{rank}.safetensors"
-    if not tensor_file.is_file():
-        return False
-    tensors = load_file(str(tensor_file))
-    meta = _read_json(directory / f"rng_state_{rank}.json")
-    torch.random.set_rng_state(tensors["torch"])
-    if torch.cuda.is_available():
-        states = [tensors[k] for k in sorted((k for k in tensors if k.startswith("cuda.")),
-                                             key=lambda k: int(k.split(".")[1]))]
-        if states:
-            torch.cuda.random.set_rng_state_all(states)
-    version, internal, gauss = meta["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, keys, pos, has_gauss, cached = meta["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    return True
-
-
-def mark_complete(directory: Path) -> None:
-    (directory / COMPLETE_MARKER).write_text("ok\n", encoding="utf-8")
+def drop_load_time_keys(model_dir: Path) -> None:
+    """Remove LOAD_TIME_KEYS from a saved tokenizer_config.json (shared with the package stage's release)."""
+    config_file = Path(model_dir) / "tokenizer_config.json"
+    if not config_file.is_file():
+        return
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    if any(key in config for key in LOAD_TIME_KEYS):
+        for key in LOAD_TIME_KEYS:
+            config.pop(key, None)
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from stages.common.errors import UserError
-from stages.common.outputs import atomic_file
+from stages.common.outputs import write_csv
 from stages.common.params import DataParams
+from stages.common.spreadsheet import spreadsheet_safe
 from stages.modeling.inference import predict_proba, probability_columns
 
 
@@ -61,5 +62,5 @@ def make_submission(paths, data: DataParams, batch_size: int) -> tuple[pd.DataFr
 
 
 def write_submission(frame: pd.DataFrame, path: str | Path) -> None:
-    with atomic_file(path) as tmp:
-        frame.to_csv(tmp, index=False, lineterminator="\n")
+    """The CSV as people open it in a spreadsheet: no id or class name can run as a formula."""
+    write_csv(spreadsheet_safe(frame), path)

@@ -1,11 +1,11 @@
 """Fine-tune AutoModelForSequenceClassification with the Trainer.
 
 Speed: dynamic padding (DataCollatorWithPadding), length-grouped batches, bf16 autocast where the
-hardware has it, fused AdamW with gradient clipping folded into it, SDPA attention, and on CPU a cheaper
-dropout mask generator (cpu_speed.py). Quality: early stopping on a chosen metric with the best
+hardware has it, fused AdamW, SDPA attention. Quality: early stopping on a chosen metric with the best
 model restored at the end, optional class-balanced loss, seeds set before the model exists.
-Interruption: pickle-free checkpoints (checkpointing.py) under a key of deps + params, resumed
-by the next `dvc repro`. Several processes: `train.nproc > 1` re-executes this module under torchrun.
+Interruption: the Trainer's own checkpoints, under a key of deps + params, marked complete once saved
+and resumed by the next `dvc repro` (checkpointing.py). Several processes: `train.nproc > 1` re-executes
+this module under torchrun.
 Training curves: DVCLive through transformers' DVCLiveCallback, into `paths.train_log`.
 
 The model is saved with id2label/label2id from the split's ClassLabel, as safetensors, so it loads
@@ -26,7 +26,6 @@ from transformers import (
     AutoTokenizer,
     DataCollatorWithPadding,
     EarlyStoppingCallback,
-    PreTrainedModel,
     Trainer,
     TrainingArguments,
     set_seed,
@@ -44,11 +43,13 @@ from stages.common.outputs import atomic_dir
 from stages.common.params import PathParams, TrainParams
 from stages.evaluation.metrics import make_compute_metrics, positive_index
 from stages.modeling import checkpointing as ckpt
-from stages.modeling import cpu_speed
 
 # Trainer log entries that vary from run to run (wall-clock) or repeat a per-epoch value as an aggregate:
 # kept out of the DVCLive files so reruns write the same bytes.
 UNSTABLE_LOG_KEYS = ("runtime", "per_second", "total_flos", "train_loss")
+
+
+SELECTION_SPLIT = "dev"
 
 
 def label_maps(names: list[str]) -> tuple[dict[int, str], dict[str, int]]:
@@ -135,13 +136,13 @@ class TrainingCurves(DVCLiveCallback):
 
 
 class ProjectTrainer(Trainer):
-    """Trainer with class-weighted loss, a resumable length-grouped sampler and pickle-free checkpoints."""
+    """Trainer with class-weighted loss and a resumable length-grouped sampler."""
 
     def __init__(self, *args, class_weights: Optional[torch.Tensor] = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.class_weights = class_weights
 
-    # ---- loss (the Trainer's hook) ----
+    # ---- loss (the Trainer's documented hook for subclasses) ----
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.class_weights is None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
@@ -152,16 +153,11 @@ class ProjectTrainer(Trainer):
         loss = F.cross_entropy(outputs.logits.float(), labels, weight=self.class_weights.to(labels.device))
         return (loss, outputs) if return_outputs else loss
 
-    # ---- clipping folded into fused AdamW (stages/cpu_speed.py) ----
-    def _clip_grad_norm(self, model):
-        grads_dtype = next((p.grad.dtype for p in model.parameters() if p.grad is not None), None)
-        has_scaler = getattr(self.accelerator, "scaler", None) is not None
-        if not cpu_speed.fused_clip_applies(self.optimizer, grads_dtype, has_scaler):
-            return super()._clip_grad_norm(model)
-        return cpu_speed.defer_clip_to_fused_adamw(cpu_speed.fused_adamw(self.optimizer), model.parameters(),
-                                                   self.args.max_grad_norm)
-
     # ---- batches ----
+    # Private hook, kept for exact resume (tests/test_train.py pins its signature): the Trainer's own
+    # LengthGroupedSampler draws each epoch's order from the global torch RNG when the epoch starts, but a
+    # resumed run restores the RNG state saved mid-epoch, so it would replay the interrupted epoch in another
+    # order. This sampler draws the order from `data_seed + epoch` (set_epoch), the same after any resume.
     def _get_train_sampler(self, train_dataset=None):
         # self.train_dataset still has the "length" column that _remove_unused_columns drops from `train_dataset`.
         source = self.train_dataset
@@ -170,54 +166,6 @@ class ProjectTrainer(Trainer):
             return EpochLengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
                                              source["length"], self.args.data_seed)
         return super()._get_train_sampler(train_dataset)
-
-    # ---- checkpoints without pickle ----
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        """As Trainer._save, minus `training_args.bin` (a pickle of TrainingArguments)."""
-        if not self.args.should_save:
-            return
-        output_dir = output_dir or self.args.output_dir
-        os.makedirs(output_dir, exist_ok=True)
-        model = self.model if isinstance(self.model, PreTrainedModel) else self.accelerator.unwrap_model(self.model)
-        model.save_pretrained(output_dir, state_dict=state_dict)
-        if self.processing_class is not None:
-            self.processing_class.save_pretrained(output_dir)
-
-    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
-        if self.args.should_save:
-            os.makedirs(output_dir, exist_ok=True)
-            ckpt.save_optimizer(self.optimizer.state_dict(), Path(output_dir))
-            ckpt.save_plain_state(self.lr_scheduler.state_dict(), Path(output_dir) / "scheduler.json")
-
-    def _save_scaler(self, output_dir: str) -> None:
-        scaler = getattr(self.accelerator, "scaler", None)
-        if scaler is not None and self.args.should_save:
-            ckpt.save_plain_state(scaler.state_dict(), Path(output_dir) / "scaler.json")
-
-    def _save_rng_state(self, output_dir: str) -> None:
-        os.makedirs(output_dir, exist_ok=True)
-        ckpt.save_rng_state(Path(output_dir), self.args.process_index)
-
-    def _save_checkpoint(self, model, trial) -> None:
-        super()._save_checkpoint(model, trial)
-        self.accelerator.wait_for_everyone()  # every rank's RNG file is written before the marker
-        if self.args.should_save:
-            ckpt.mark_complete(Path(self._get_output_dir(trial)) / f"{ckpt.CHECKPOINT_PREFIX}{self.state.global_step}")
-
-    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
-        if checkpoint is None or not ckpt.has_optimizer_state(Path(checkpoint)):
-            return
-        self.optimizer.load_state_dict(ckpt.load_optimizer(Path(checkpoint)))
-        self.lr_scheduler.load_state_dict(ckpt.load_plain_state(Path(checkpoint) / "scheduler.json"))
-
-    def _load_scaler(self, checkpoint: str | None) -> None:
-        scaler = getattr(self.accelerator, "scaler", None)
-        if checkpoint is not None and scaler is not None and (Path(checkpoint) / "scaler.json").is_file():
-            scaler.load_state_dict(ckpt.load_plain_state(Path(checkpoint) / "scaler.json"))
-
-    def _load_rng_state(self, checkpoint: str | None) -> None:
-        if checkpoint is not None:
-            ckpt.load_rng_state(Path(checkpoint), self.args.process_index)
 
 
 def training_arguments(train: TrainParams, output_dir: str, device: Optional[torch.device] = None) -> TrainingArguments:
@@ -279,11 +227,9 @@ def build_trainer(tokenized: datasets.DatasetDict, model_dir: str, train: TrainP
     set_seed(train.seed)
     model = AutoModelForSequenceClassification.from_pretrained(
         model_dir, num_labels=len(names), id2label=id2label, label2id=label2id, attn_implementation="sdpa")
-    if args.use_cpu:
-        cpu_speed.use_hash_dropout(model)  # CUDA's dropout RNG is already fast
     columns = ["input_ids", "attention_mask", "label", "length"] + (
         ["token_type_ids"] if "token_type_ids" in tokenized["train"].column_names else [])
-    callbacks = []
+    callbacks = [ckpt.CompleteMarker()]
     if train.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=train.early_stopping_patience))
     if log_dir is not None:
@@ -295,7 +241,8 @@ def build_trainer(tokenized: datasets.DatasetDict, model_dir: str, train: TrainP
         model=model,
         args=args,
         train_dataset=tokenized["train"].select_columns(columns),
-        eval_dataset=tokenized["valid"].select_columns(columns) if evaluating else None,
+        # Selection (early stopping, the checkpoint kept) sees the dev split only; valid is scored by evaluate.
+        eval_dataset=tokenized[SELECTION_SPLIT].select_columns(columns) if evaluating else None,
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=make_compute_metrics(len(names), positive),
@@ -305,10 +252,13 @@ def build_trainer(tokenized: datasets.DatasetDict, model_dir: str, train: TrainP
 
 
 def save_model(trainer: Trainer, out_dir: str) -> None:
-    """save_pretrained (safetensors), not trainer.save_model: the latter also pickles training_args.bin."""
+    """save_pretrained (safetensors), not trainer.save_model: the latter also pickles training_args.bin.
+    The tokenizer config loses the keys that record how this process loaded it (HF_HUB_OFFLINE), so the
+    output's bytes do not depend on the shell that ran the stage."""
     with atomic_dir(out_dir) as tmp:
         trainer.model.save_pretrained(str(tmp))
         trainer.processing_class.save_pretrained(str(tmp))
+        ckpt.drop_load_time_keys(tmp)
 
 
 def run_key(paths: PathParams, train: TrainParams, positive_label: Optional[str] = None) -> str:
@@ -333,19 +283,20 @@ def train_and_save(paths: PathParams, train: TrainParams, positive_label: Option
     key = run_key(paths, train, positive_label)
     checkpoint_root = Path(paths.train_dir)
     run_dir = checkpoint_root / key
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    if main_process:  # before the Trainer creates run_dir; other ranks never create or delete anything here
+        ckpt.check_train_dir(checkpoint_root)
+        ckpt.start_run(checkpoint_root, key)
     trainer = build_trainer(tokenized, paths.base_model, train, str(run_dir), paths.train_log,
                             positive_label=positive_label)
-    resume = None
     if trainer.is_world_process_zero():
         ckpt.remove_other_runs(checkpoint_root, keep=key)
         ckpt.remove_incomplete_checkpoints(run_dir)
     trainer.accelerator.wait_for_everyone()
-    latest = ckpt.latest_complete_checkpoint(run_dir)
-    if latest is not None:
-        resume = str(latest)
-        if trainer.is_world_process_zero():
-            print(f"train: resuming from {latest} (same deps and params as the interrupted run)", flush=True)
-    trainer.train(resume_from_checkpoint=resume)
+    resume = ckpt.latest_complete_checkpoint(run_dir)
+    if resume is not None and trainer.is_world_process_zero():
+        print(f"train: resuming from {resume} (same deps and params as the interrupted run)", flush=True)
+    trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     kept = best_eval(trainer)
     if trainer.is_world_process_zero():
         save_model(trainer, paths.model)

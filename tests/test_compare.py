@@ -1,0 +1,64 @@
+"""The compare command: paired comparison of two runs' per-text predictions."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stages.common.errors import UserError
+from stages.compare import Side, compare, render_markdown, render_text
+from tests.conftest import copy_repo, run, write_params
+
+
+def sides(n: int = 200, seed: int = 0) -> tuple[Side, Side]:
+    rng = np.random.default_rng(seed)
+    gold = rng.choice(["neg", "pos", "neu"], size=n).tolist()
+    weak = [g if rng.random() < 0.6 else "neg" for g in gold]
+    strong = [g if rng.random() < 0.9 else w for g, w in zip(gold, weak)]
+    texts = [f"text {i}" for i in range(n)]
+    return Side("HEAD", texts, gold, weak), Side("workspace", texts, gold, strong)
+
+
+def test_a_clearly_better_run_gets_a_verdict_and_both_formats():
+    a, b = sides()
+    result = compare(a, b, "valid")
+    assert result.macro_f1.difference > 0 and result.macro_f1.low > 0
+    text = render_text(result)
+    assert "verdict: workspace is better than HEAD by" in text and "McNemar" in text
+    assert len(text.splitlines()) <= 10 and max(len(line) for line in text.splitlines()) < 120
+    markdown = render_markdown(result)
+    assert markdown.count("\n|") >= 4 and "**Verdict:** B is better than A by" in markdown
+
+
+def test_different_texts_or_labels_are_refused_with_the_reason():
+    a, b = sides()
+    other = Side("exp-x", b.texts[:150] + [f"new {i}" for i in range(50)], b.gold, b.predicted)
+    with pytest.raises(UserError, match=r"valid texts differ: HEAD has 200, exp-x has 200, 150 in common"):
+        compare(a, other, "valid")
+    flipped = "pos" if a.gold[0] != "pos" else "neg"
+    relabelled = Side("exp-y", b.texts, [flipped] + b.gold[1:], b.predicted)
+    with pytest.raises(UserError, match=r"gold labels differ \(first at row 1"):
+        compare(a, relabelled, "valid")
+
+
+@pytest.mark.slow
+def test_compare_revisions_experiments_and_refuse_other_data(sample_run, tmp_path):
+    repo = copy_repo(sample_run.repo, tmp_path / "repo")
+    same = run(["python", "-m", "stages.compare"], repo)  # HEAD vs the (unchanged) workspace
+    assert "+0.0000" in same.stdout and "no detectable difference" in same.stdout
+    run(["dvc", "exp", "run", "-S", "train.learning_rate=0.0002", "--name", "slow-lr"], repo)
+    result = run(["python", "-m", "stages.compare", "HEAD", "slow-lr"], repo)
+    assert "verdict: " in result.stdout and "slow-lr" in result.stdout
+    head = pd.read_csv(repo / "data/eval/predictions.csv")  # the workspace still holds HEAD's outputs
+    assert f"{len(head[head['split'] == 'valid'])} texts" in result.stdout
+    md = run(["python", "-m", "stages.compare", "HEAD", "slow-lr", "--md"], repo)
+    assert md.stdout.startswith("**valid** split") and "| B − A |" in md.stdout
+    # Another split of the data: the valid texts differ, so a paired comparison must refuse.
+    write_params(repo, {"split": {"seed": 7}})
+    run(["dvc", "repro", "split", "tokenize", "embed", "train", "baselines", "evaluate"], repo)
+    refused = run(["python", "-m", "stages.compare", "HEAD", "workspace"], repo, check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().startswith("error: the valid texts differ: HEAD has")
+    assert len(refused.stderr.strip().splitlines()) == 1
+    unknown = run(["python", "-m", "stages.compare", "no-such-rev"], repo, check=False)
+    assert unknown.returncode == 2 and "'no-such-rev': not a git revision" in unknown.stderr
