@@ -35,6 +35,7 @@ import pandas as pd
 
 from stages.common.errors import UserError, stage_entry
 from stages.common.spreadsheet import spreadsheet_safe
+from stages.dataset.japanese import COUNT_KEYS, preparation_notes, prepare_texts
 from stages.dataset.tables import decode_bytes, guess_sep
 from stages.modeling.model_dir import check_model_dir, first_line, is_model_dir
 
@@ -614,13 +615,17 @@ def run(argv: Sequence[str], stdin=None, stdout: Optional[TextIO] = None, stderr
         print(f"note: {note}", file=stderr)
 
     blanks, unknown, progress = BlankFilter(), UnknownTokens.of(tokenizer), Progress(stderr, args.progress)
-    written = 0
+    written, changed = 0, dict.fromkeys(COUNT_KEYS, 0)
     sink = StdoutSink(stdout) if target is None else FileSink(target, f"-o {args.output}")
     with progress, sink:
         for chunk in map(blanks, source.chunks):
             if not chunk.texts:
                 continue
-            sequences = encode(tokenizer, chunk.texts, max_length)
+            # Prepared as the tokenize stage prepares texts (NUL, lone surrogates, MeCab-crashing lengths); the
+            # output keeps the text as given.
+            prepared, counts = prepare_texts(chunk.texts)
+            changed = {key: changed[key] + counts[key] for key in COUNT_KEYS}
+            sequences = encode(tokenizer, prepared, max_length)
             unknown.count(sequences)
             with contextlib.redirect_stderr(io.StringIO()):  # predict_proba's per-chunk bar; ours counts the whole run
                 probabilities = predict_proba(model, sequences, args.batch_size, device, dtype)
@@ -629,8 +634,8 @@ def run(argv: Sequence[str], stdin=None, stdout: Optional[TextIO] = None, stderr
             written += len(chunk.texts)
             progress.advance(blanks.seen, written)
         skipped = blanks.finish(source)  # an error here (nothing to classify) discards the -o file
-    if skipped:
-        print(f"note: {skipped}", file=stderr)
+    for note in preparation_notes(changed, source.name) + ([skipped] if skipped else []):
+        print(f"note: {note}", file=stderr)
     warning = unknown.warning(tokenizer.unk_token)
     if warning:
         print(f"warning: {warning}", file=stderr)

@@ -433,3 +433,14 @@ def test_copy_model_dir_copies_model_files_only(tmp_path):
     assert not (target / "tokenizer.json").is_symlink() and (target / "tokenizer.json").read_text() == "v"
     assert (target / "vocab.txt").stat().st_mode & 0o200  # an ordinary, writable output file
 
+
+
+def test_texts_are_prepared_for_mecab_like_the_tokenize_stage(workdir):
+    """A NUL would end the text for MeCab: the words after it must still count, and the text is kept as given."""
+    texts = ["よい\0最悪でした。二度と買いません。", "よい"]
+    result = predict_cli(workdir, "model", "--format", "jsonl", stdin="\n".join(texts) + "\n")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["text"] for r in records] == texts
+    assert records[0]["probabilities"] != records[1]["probabilities"]
+    assert "replaced NUL characters with spaces in 1 texts" in result.stderr
