@@ -55,11 +55,17 @@ def assert_same_predictions(got: pd.DataFrame, expected: pd.DataFrame, label_col
     np.testing.assert_allclose(probabilities_of(got), probabilities_of(expected), atol=PROBABILITY_TOLERANCE)
 
 
-def run_predict(argv: list[str], stdin_text: str | None = None) -> tuple[pd.DataFrame, str, str]:
+def run_predict(argv: list[str], stdin_text: str | None = None) -> tuple[pd.DataFrame | None, str, str]:
+    """The command in-process; the frame is its CSV standard output parsed back (None for other output)."""
     stdin = io.TextIOWrapper(io.BytesIO((stdin_text or "").encode("utf-8")), encoding="utf-8")
     stdout, stderr = io.StringIO(), io.StringIO()
-    frame = predict.run(argv, stdin=stdin, stdout=stdout, stderr=stderr)
-    return frame, stdout.getvalue(), stderr.getvalue()
+    summary = predict.run(argv, stdin=stdin, stdout=stdout, stderr=stderr)
+    out = stdout.getvalue()
+    frame = None
+    if summary.output == "-" and summary.format == "csv":
+        frame = pd.read_csv(io.StringIO(out), dtype={"id": str, "text": str})
+        assert len(frame) == summary.texts
+    return frame, out, stderr.getvalue()
 
 
 # --- portable model directory: plain transformers, no code of ours ----------------------------------

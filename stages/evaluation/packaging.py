@@ -9,13 +9,13 @@ no cache space: DVC stores files by content hash, and the weights are byte-ident
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from stages.common.errors import UserError
 from stages.common.outputs import atomic_dir
 from stages.common.params import Params
 from stages.evaluation.model_card import render_card
+from stages.modeling.model_dir import check_model_dir, copy_model_dir
 
 CARD_FILE = "README.md"
 TOKENIZER_CONFIG = "tokenizer_config.json"
@@ -29,16 +29,6 @@ def read_json(path: Path, stage: str) -> dict:
     if not path.is_file():
         raise UserError(f"{path}: not found; it is written by the {stage} stage: run `dvc repro`")
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def copy_model(model_dir: Path, target: Path) -> None:
-    for item in sorted(model_dir.iterdir()):
-        if item.name.startswith("."):
-            continue
-        if item.is_dir():
-            shutil.copytree(item, target / item.name)
-        else:
-            shutil.copyfile(item, target / item.name)
 
 
 def set_max_length(model_dir: Path, max_length: int) -> None:
@@ -61,6 +51,7 @@ def label_names(model_dir: Path) -> list[str]:
 def package(params: Params) -> tuple[Path, list[str]]:
     paths = params.paths
     model_dir = Path(paths.model)
+    check_model_dir(model_dir, str(model_dir), "it is written by the train stage: run `dvc repro`")
     names = label_names(model_dir)
     base = read_json(Path(paths.model_summary), "base_model")
     base.setdefault("pretrain_steps", params.model.pretrain_steps)
@@ -71,7 +62,7 @@ def package(params: Params) -> tuple[Path, list[str]]:
     card = render_card(names, base, summary, metrics, {s: dumped[s] for s in CARD_PARAM_SECTIONS}, max_length,
                        params.package.intended_use, params.package.limitations)
     with atomic_dir(paths.release) as tmp:
-        copy_model(model_dir, tmp)
+        copy_model_dir(model_dir, tmp)
         set_max_length(tmp, max_length)
         (tmp / CARD_FILE).write_text(card, encoding="utf-8")
     return Path(paths.release), names

@@ -12,52 +12,24 @@ from stages.common.errors import UserError
 from stages.common.hardware import resolve_device, resolve_precision
 from stages.common.outputs import atomic_dir
 from stages.common.params import BUILTIN_MODEL, ModelParams
+from stages.modeling.model_dir import check_model_dir, copy_model_dir
 
-# Pickle-based weight formats are never copied or loaded: safetensors only.
-UNSAFE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".ckpt", ".h5", ".msgpack", ".onnx"}
-VOCAB_FILES = ("tokenizer.json", "vocab.txt", "vocab.json")
 HUB_PATTERNS = ["*.json", "*.txt", "*.safetensors", "*.model", "*.tiktoken", "*.py", "README.md"]
 
 
 def model_source(name: str) -> str:
     if name == BUILTIN_MODEL:
         return "builtin"
-    if Path(name).expanduser().is_dir():
+    path = Path(name).expanduser()
+    if path.is_dir():
         return "local"
+    if path.exists():
+        raise UserError(f"model.name: {name!r} is a file, not a model directory; give the directory that holds "
+                        f"config.json, the *.safetensors weights and the tokenizer files (or a hub id, or 'builtin')")
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise UserError(f"model.name: local directory {name!r} not found; give an existing directory, "
                         f"a hub id like 'tohoku-nlp/bert-base-japanese-v3', or 'builtin' for the offline default")
     return "hub"
-
-
-def check_model_dir(directory: Path, label: str, trust_remote_code: bool = False) -> None:
-    """A usable model directory has a config, safetensors weights and tokenizer files."""
-    if not (directory / "config.json").is_file():
-        raise UserError(f"{label}: no config.json; it is not a transformers model directory")
-    if not any(directory.glob("*.safetensors")):
-        unsafe = sorted(p.name for p in directory.iterdir() if p.suffix in UNSAFE_SUFFIXES)
-        hint = f" (found {', '.join(unsafe)}: convert them with save_pretrained(safe_serialization=True))" if unsafe else ""
-        raise UserError(f"{label}: no *.safetensors weights{hint}; only safetensors are loaded")
-    # transformers 5 would quietly build an empty-vocabulary tokenizer from config.json alone.
-    if not any((directory / name).is_file() for name in VOCAB_FILES) and not any(directory.glob("*.model")):
-        raise UserError(f"{label}: tokenizer files missing (none of {', '.join(VOCAB_FILES)}, *.model); copy "
-                        f"tokenizer_config.json and the vocabulary file from the original model into it")
-    try:
-        AutoTokenizer.from_pretrained(str(directory), trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, TypeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"{label}: tokenizer files missing or unreadable ({first[:160]}); copy tokenizer_config.json "
-                        f"and vocab.txt / tokenizer.json from the original model into it") from None
-
-
-def copy_local(source: Path, target: Path) -> None:
-    for item in sorted(source.iterdir()):
-        if item.name.startswith(".") or item.suffix in UNSAFE_SUFFIXES or item.name.startswith("checkpoint-"):
-            continue
-        if item.is_dir():
-            shutil.copytree(item, target / item.name)
-        else:
-            shutil.copy2(item, target / item.name)
 
 
 def download_hub(model: ModelParams, target: Path) -> str:
@@ -109,8 +81,11 @@ def summarise(directory: Path, model: ModelParams, extra: dict) -> dict:
 
 def resolve_base_model(model: ModelParams, split_dir: str, target_dir: str) -> dict:
     source = model_source(model.name)
+    label = f"model.name {model.name!r}"
     if model.trust_remote_code:
         print("warning: model.trust_remote_code is true: code from the model repository will run on this machine")
+    if source == "local":  # checked before anything is written, so a broken directory leaves no trace
+        check_model_dir(Path(model.name).expanduser(), label, trust_remote_code=model.trust_remote_code)
     with atomic_dir(target_dir) as tmp:
         extra: dict = {}
         if source == "builtin":
@@ -120,10 +95,8 @@ def resolve_base_model(model: ModelParams, split_dir: str, target_dir: str) -> d
             dtype = resolve_precision("auto", resolve_device("cpu"))
             extra = build_builtin(list(texts), tmp, model.builtin, model.pretrain_steps, dtype)
         elif source == "local":
-            source_dir = Path(model.name).expanduser()
-            check_model_dir(source_dir, f"model.name {model.name!r}", model.trust_remote_code)
-            copy_local(source_dir, tmp)
+            copy_model_dir(Path(model.name).expanduser(), tmp)
         else:
             extra = {"resolved_revision": download_hub(model, tmp)}
-            check_model_dir(tmp, f"model.name {model.name!r}", model.trust_remote_code)
+            check_model_dir(tmp, label, trust_remote_code=model.trust_remote_code)
         return summarise(tmp, model, extra)
