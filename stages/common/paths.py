@@ -25,7 +25,7 @@ from stages.common.outputs import (
     output_location,
     project_relative,
 )
-from stages.common.params import Params, project_raw
+from stages.common.params import Params
 
 DIRECTORY = "directory"    # replaced whole by atomic_dir
 FILE = "file"              # replaced by atomic_file
@@ -185,12 +185,11 @@ def check_all_outputs(params: Params) -> None:
     other stage, because `dvc repro` deletes a stage's declared outputs before it runs that stage's command."""
     others = _check_locations(params)
     values = params.paths.model_dump()
-    shipped = project_raw().get("paths", {})
     for outputs in STAGE_OUTPUTS.values():
         for key, kind in outputs.items():
-            if values[key] == shipped.get(key):
-                # The project's own location for this output (it may ship a copy in git, e.g. metrics files):
-                # DVC replaces what the stage declares there, as in every run since the project began.
+            if values[key] == SUGGESTED.get(key):
+                # The location the project ships for this output (it may hold a committed copy, e.g. the
+                # metrics files, in a checkout without dvc.lock): DVC replaces what the stage declares there.
                 continue
             problem = ownership_problem(key, values[key], kind, others[key])
             if problem:
