@@ -11,7 +11,12 @@ from stages.common.outputs import write_csv, write_json
 from stages.common.params import load_params
 from stages.common.paths import check_outputs
 from stages.common.spreadsheet import spreadsheet_safe
-from stages.evaluation.baselines import METRICS_FILE, PREDICTIONS_FILE, predictions_table, run_baselines
+from stages.evaluation.baselines import (
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    predictions_table,
+    run_baselines,
+)
 from stages.evaluation.metrics import rounded
 
 

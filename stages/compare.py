@@ -23,7 +23,13 @@ import pandas as pd
 
 from stages.common.errors import UserError, stage_entry
 from stages.common.params import load_params
-from stages.evaluation.significance import McNemar, PairedDifference, mcnemar, paired_difference, verdict
+from stages.evaluation.significance import (
+    McNemar,
+    PairedDifference,
+    mcnemar,
+    paired_difference,
+    verdict,
+)
 
 WORKSPACE = "workspace"
 PREDICTIONS = "predictions.csv"

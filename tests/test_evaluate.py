@@ -7,8 +7,8 @@ import datasets
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import accuracy_score, f1_score
 from PIL import Image
+from sklearn.metrics import accuracy_score, f1_score
 
 from stages.common.errors import UserError
 from stages.common.outputs import class_file_stems

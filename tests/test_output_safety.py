@@ -21,7 +21,14 @@ from stages.common.errors import UserError
 from stages.common.outputs import OUTPUT_MARKER, atomic_dir
 from stages.common.params import parse_params
 from stages.common.paths import SUGGESTED, check_outputs
-from tests.conftest import REPO, copy_repo, deep_update, env_with_venv, make_pipeline_repo, write_params
+from tests.conftest import (
+    REPO,
+    copy_repo,
+    deep_update,
+    env_with_venv,
+    make_pipeline_repo,
+    write_params,
+)
 
 
 def tree_digest(root: Path) -> dict[str, str]:

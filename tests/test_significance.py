@@ -5,8 +5,15 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
-from stages.evaluation.significance import (confusion_counts, mcnemar, metric_intervals, paired_difference,
-                                            scores_from_confusion, stratified_resamples, verdict)
+from stages.evaluation.significance import (
+    confusion_counts,
+    mcnemar,
+    metric_intervals,
+    paired_difference,
+    scores_from_confusion,
+    stratified_resamples,
+    verdict,
+)
 
 
 def noisy_predictions(gold: np.ndarray, accuracy: float, n_classes: int, rng: np.random.Generator) -> np.ndarray:

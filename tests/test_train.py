@@ -29,6 +29,7 @@ from transformers import AutoModelForSequenceClassification, Trainer
 from stages.common.errors import UserError
 from stages.common.params import TrainParams, parse_params, project_params
 from stages.modeling import checkpointing as ckpt
+from stages.modeling.model_dir import LOAD_TIME_KEYS
 from stages.modeling.training import (
     EpochLengthGroupedSampler,
     ProjectTrainer,
@@ -224,8 +225,8 @@ def test_saved_model_config_has_no_load_time_keys(tiny_repo, tmp_path, one_threa
     assert "is_local" in plain  # what transformers writes on its own: the test below can fail
     save_model(trainer, str(tmp_path / "model"))
     saved = json.loads((tmp_path / "model/tokenizer_config.json").read_text(encoding="utf-8"))
-    assert not set(ckpt.LOAD_TIME_KEYS) & set(saved), saved
-    assert {k: v for k, v in plain.items() if k not in ckpt.LOAD_TIME_KEYS} == saved
+    assert not set(LOAD_TIME_KEYS) & set(saved), saved
+    assert {k: v for k, v in plain.items() if k not in LOAD_TIME_KEYS} == saved
 
 
 # ---- private Trainer hooks: a transformers upgrade that changes them must fail here -------------
@@ -347,7 +348,7 @@ def test_sigkill_mid_epoch_then_repro_resumes_to_identical_result(tiny_repo):
     assert sha256(tiny_repo / "data/model/model.safetensors") == reference_model
     # Run under HF_HUB_OFFLINE=1 (conftest.env_with_venv): the saved tokenizer config does not record it.
     saved = json.loads((tiny_repo / "data/model/tokenizer_config.json").read_text(encoding="utf-8"))
-    assert not set(ckpt.LOAD_TIME_KEYS) & set(saved), saved
+    assert not set(LOAD_TIME_KEYS) & set(saved), saved
 
 
 def test_changed_params_never_resume_a_stale_checkpoint(tiny_repo, tmp_path):

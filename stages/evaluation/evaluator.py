@@ -35,6 +35,8 @@ from stages.common.outputs import (
 from stages.common.params import EvaluateParams, Params
 from stages.common.spreadsheet import spreadsheet_safe
 from stages.evaluation import plots, report
+from stages.evaluation.baselines import METRICS_FILE as BASELINE_METRICS
+from stages.evaluation.baselines import load_tfidf_predictions
 from stages.evaluation.metrics import (
     class_ranking,
     classification_scores,
@@ -47,9 +49,11 @@ from stages.evaluation.metrics import (
     reliability_table,
     rounded,
 )
-from stages.evaluation.baselines import METRICS_FILE as BASELINE_METRICS
-from stages.evaluation.baselines import load_tfidf_predictions
-from stages.evaluation.significance import PairedDifference, metric_intervals, paired_difference
+from stages.evaluation.significance import (
+    PairedDifference,
+    metric_intervals,
+    paired_difference,
+)
 from stages.modeling.inference import predict_proba, probability_columns
 
 METRICS_FILE = "metrics.json"      # headline keys per split (declared as DVC metrics)

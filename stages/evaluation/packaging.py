@@ -15,12 +15,14 @@ from stages.common.errors import UserError
 from stages.common.outputs import atomic_dir
 from stages.common.params import Params
 from stages.evaluation.model_card import render_card
-from stages.modeling.model_dir import check_model_dir, copy_model_dir
+from stages.modeling.model_dir import (
+    check_model_dir,
+    copy_model_dir,
+    drop_load_time_keys,
+)
 
 CARD_FILE = "README.md"
 TOKENIZER_CONFIG = "tokenizer_config.json"
-# Saved by transformers from how the training run loaded the tokenizer, not properties of the tokenizer.
-MACHINE_KEYS = ("is_local", "local_files_only")
 # Params sections that shape the model (embed/evaluate only measure it; paths only place files).
 CARD_PARAM_SECTIONS = ("data", "split", "model", "tokenize", "train")
 
@@ -37,9 +39,8 @@ def set_max_length(model_dir: Path, max_length: int) -> None:
     config_file = model_dir / TOKENIZER_CONFIG
     config = json.loads(config_file.read_text(encoding="utf-8"))
     config["model_max_length"] = max_length
-    for key in MACHINE_KEYS:
-        config.pop(key, None)
     config_file.write_text(json.dumps(config, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
+    drop_load_time_keys(model_dir)
 
 
 def label_names(model_dir: Path) -> list[str]:
@@ -57,6 +58,8 @@ def package(params: Params) -> tuple[Path, list[str]]:
     base.setdefault("pretrain_steps", params.model.pretrain_steps)
     summary = read_json(Path(paths.split) / "summary.json", "split")
     metrics = read_json(Path(paths.eval) / "metrics.json", "evaluate")
+    for split, per_class in read_json(Path(paths.eval) / "per_class.json", "evaluate").items():
+        metrics.setdefault(split, {})["per_class"] = per_class
     max_length = min(params.tokenize.max_length, base.get("max_position_embeddings") or params.tokenize.max_length)
     dumped = params.model_dump(mode="json")
     card = render_card(names, base, summary, metrics, {s: dumped[s] for s in CARD_PARAM_SECTIONS}, max_length,

@@ -34,7 +34,6 @@ RUN_MARKER = "TRAIN_RUN"
 CHECKPOINT_PREFIX = f"{PREFIX_CHECKPOINT_DIR}-"
 # Saved by transformers into tokenizer_config.json from how the tokenizer was loaded (HF_HUB_OFFLINE=1 turns
 # local_files_only on), not properties of the tokenizer: they would make a saved model depend on the shell.
-LOAD_TIME_KEYS = ("is_local", "local_files_only")
 
 
 # ---- keys -------------------------------------------------------------------------------------
@@ -131,14 +130,3 @@ class CompleteMarker(TrainerCallback):
 
 
 # ---- saved model files ------------------------------------------------------------------------
-
-def drop_load_time_keys(model_dir: Path) -> None:
-    """Remove LOAD_TIME_KEYS from a saved tokenizer_config.json (shared with the package stage's release)."""
-    config_file = Path(model_dir) / "tokenizer_config.json"
-    if not config_file.is_file():
-        return
-    config = json.loads(config_file.read_text(encoding="utf-8"))
-    if any(key in config for key in LOAD_TIME_KEYS):
-        for key in LOAD_TIME_KEYS:
-            config.pop(key, None)
-        config_file.write_text(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -6,6 +6,7 @@ broken directory gives the same one-line error wherever it is found, not a trace
 """
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,9 @@ VOCAB_FILES = ("tokenizer.json", "vocab.txt", "vocab.json")
 # Without one of these, transformers guesses the tokenizer class from config.json's model_type: a Japanese
 # BERT then silently becomes a plain BertTokenizer (no MeCab word splitting), i.e. a different tokenizer.
 TOKENIZER_SETTINGS = ("tokenizer_config.json", "tokenizer.json")
+# Written into tokenizer_config.json by transformers from how a tokenizer was loaded (HF_HUB_OFFLINE, a local
+# path), not properties of the tokenizer: a saved model must not depend on the shell it was trained in.
+LOAD_TIME_KEYS = ("is_local", "local_files_only")
 COPY_TOOLS_HINT = "copy the tokenizer files (tokenizer_config.json and vocab.txt / tokenizer.json) from the original model into it"
 
 
@@ -114,3 +118,15 @@ def copy_model_dir(source: Path, target: Path) -> None:
             shutil.copytree(item, target / item.name, ignore=skipped_when_copying, copy_function=shutil.copyfile)
         else:
             shutil.copyfile(item, target / item.name)
+
+
+def drop_load_time_keys(model_dir: Path) -> None:
+    """Remove LOAD_TIME_KEYS from a saved tokenizer_config.json (data/model and the release)."""
+    config_file = Path(model_dir) / "tokenizer_config.json"
+    if not config_file.is_file():
+        return
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    if any(key in config for key in LOAD_TIME_KEYS):
+        for key in LOAD_TIME_KEYS:
+            config.pop(key, None)
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -43,6 +43,7 @@ from stages.common.outputs import atomic_dir
 from stages.common.params import PathParams, TrainParams
 from stages.evaluation.metrics import make_compute_metrics, positive_index
 from stages.modeling import checkpointing as ckpt
+from stages.modeling.model_dir import drop_load_time_keys
 
 # Trainer log entries that vary from run to run (wall-clock) or repeat a per-epoch value as an aggregate:
 # kept out of the DVCLive files so reruns write the same bytes.
@@ -258,7 +259,7 @@ def save_model(trainer: Trainer, out_dir: str) -> None:
     with atomic_dir(out_dir) as tmp:
         trainer.model.save_pretrained(str(tmp))
         trainer.processing_class.save_pretrained(str(tmp))
-        ckpt.drop_load_time_keys(tmp)
+        drop_load_time_keys(tmp)
 
 
 def run_key(paths: PathParams, train: TrainParams, positive_label: Optional[str] = None) -> str:
