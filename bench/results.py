@@ -6,6 +6,11 @@ For each dataset: a throwaway git + DVC copy of this project with only `data.tra
     python -m bench.results                       # all three datasets, Markdown table on stdout
     python -m bench.results --keep runs/ chabsa   # keep the copies (reports in runs/<name>/data/eval/)
     python -m bench.results --set train.epochs=10 # any param override, as with `dvc exp run -S`
+    python -m bench.results --seeds 3             # mean ± sd over 3 training seeds (train.seed, model.builtin.seed)
+
+With --seeds N the first seed is a full `dvc repro`; the others are `dvc exp run -S train.seed=... -S
+model.builtin.seed=...` in the same copy, so the split and the baselines (which do not depend on those seeds)
+are computed once and every seed is scored on the same valid texts.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,34 +60,55 @@ def make_copy(dest: Path, overrides: dict[str, object]) -> None:
         subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
 
 
-def run_dataset(name: str, dest: Path, overrides: dict[str, object]) -> dict:
+def read_scores(dest: Path) -> dict:
+    metrics = json.loads((dest / "data/eval/metrics.json").read_text())
+    metrics.update(json.loads((dest / "data/baselines/metrics.json").read_text()))
+    return metrics
+
+
+def run_dataset(name: str, dest: Path, overrides: dict[str, object], seeds: int = 1) -> dict:
     csv = SHARED / DATASETS[name] / "data.csv"
     make_copy(dest, {"data.train_csv": str(csv), **overrides})
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
                HF_HUB_OFFLINE="1")
-    started = time.monotonic()
-    result = subprocess.run(["dvc", "repro"], cwd=dest, env=env, capture_output=True, text=True)
-    seconds = time.monotonic() - started
-    if result.returncode != 0:
-        raise SystemExit(f"{name}: dvc repro failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-    metrics = json.loads((dest / "data/eval/metrics.json").read_text())
-    metrics.update(json.loads((dest / "data/baselines/metrics.json").read_text()))
+    base_seed = yaml.safe_load((dest / "params.yaml").read_text(encoding="utf-8"))["train"]["seed"]
+    fine_tuned, seconds = [], []
+    for number in range(seeds):
+        seed = base_seed + number
+        command = ["dvc", "repro"] if number == 0 else [
+            "dvc", "exp", "run", "-S", f"train.seed={seed}", "-S", f"model.builtin.seed={seed}"]
+        started = time.monotonic()
+        result = subprocess.run(command, cwd=dest, env=env, capture_output=True, text=True)
+        seconds.append(time.monotonic() - started)
+        if result.returncode != 0:
+            raise SystemExit(f"{name}: {' '.join(command)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+        fine_tuned.append(read_scores(dest)["valid"]["macro_f1"])
+        print(f"{name}: seed {seed}: fine-tuned macro-F1 {fine_tuned[-1]:.4f} ({seconds[-1]:.0f} s)",
+              file=sys.stderr, flush=True)
+    metrics = read_scores(dest)
     summary = json.loads((dest / "data/split/summary.json").read_text())
     return {"dataset": name, "classes": len(summary["label_names"]),
             "rows": sum(sum(c.values()) for c in summary["class_counts"].values()),
-            "valid": sum(summary["class_counts"]["valid"].values()), "seconds": round(seconds),
-            "fine_tuned": metrics["valid"]["macro_f1"], "probe": metrics["probe"]["valid"]["macro_f1"],
+            "valid": sum(summary["class_counts"]["valid"].values()), "seconds": round(seconds[0]),
+            "seeds": seeds, "fine_tuned_runs": fine_tuned,
+            "fine_tuned": statistics.mean(fine_tuned), "fine_tuned_sd": statistics.stdev(fine_tuned) if seeds > 1 else 0.0,
+            "fine_tuned_ci95": [metrics["valid"]["macro_f1_ci95_low"], metrics["valid"]["macro_f1_ci95_high"]],
+            "probe": metrics["probe"]["valid"]["macro_f1"],
             "mteb": metrics["mteb"]["valid"]["macro_f1_mean"], "mteb_std": metrics["mteb"]["valid"]["macro_f1_std"],
             "knn": metrics["knn"]["valid"]["macro_f1"], "tfidf": metrics["tfidf"]["valid"]["macro_f1"],
+            "tfidf_ci95": [metrics["tfidf"]["valid"]["macro_f1_ci95_low"], metrics["tfidf"]["valid"]["macro_f1_ci95_high"]],
             "accuracy": metrics["valid"]["accuracy"], "tfidf_accuracy": metrics["tfidf"]["valid"]["accuracy"]}
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| dataset | classes | rows (valid) | fine-tuned builtin | linear probe | MTEB protocol | kNN | TF-IDF | fine-tuned − TF-IDF | `dvc repro` |",
+    lines = ["| dataset | classes | rows (valid) | fine-tuned builtin (mean ± sd over seeds) | linear probe | MTEB protocol | "
+             "kNN | TF-IDF (95% CI) | fine-tuned − TF-IDF | `dvc repro` |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['dataset']} | {r['classes']} | {r['rows']} ({r['valid']}) | **{r['fine_tuned']:.3f}** | "
-                     f"{r['probe']:.3f} | {r['mteb']:.3f} ± {r['mteb_std']:.3f} | {r['knn']:.3f} | {r['tfidf']:.3f} | "
+        low, high = r["tfidf_ci95"]
+        lines.append(f"| {r['dataset']} | {r['classes']} | {r['rows']} ({r['valid']}) | **{r['fine_tuned']:.3f}** ± "
+                     f"{r['fine_tuned_sd']:.3f} ({r['seeds']} seeds) | {r['probe']:.3f} | {r['mteb']:.3f} ± "
+                     f"{r['mteb_std']:.3f} | {r['knn']:.3f} | {r['tfidf']:.3f} ({low:.3f}–{high:.3f}) | "
                      f"{r['fine_tuned'] - r['tfidf']:+.3f} | {r['seconds']} s |")
     return "\n".join(lines)
 
@@ -96,6 +123,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep each run's copy under this directory")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="param override")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    parser.add_argument("--seeds", type=int, default=3, help="training seeds per dataset (default 3)")
     args = parser.parse_args()
     args.datasets = args.datasets or list(DATASETS)
     unknown = [n for n in args.datasets if n not in DATASETS]
@@ -112,8 +140,9 @@ def main() -> None:
             dest = root / name
             shutil.rmtree(dest, ignore_errors=True)
             print(f"{name}: dvc repro in {dest} ...", file=sys.stderr, flush=True)
-            rows.append(run_dataset(name, dest, overrides))
-            print(f"{name}: fine-tuned {rows[-1]['fine_tuned']:.3f}, TF-IDF {rows[-1]['tfidf']:.3f} "
+            rows.append(run_dataset(name, dest, overrides, args.seeds))
+            print(f"{name}: fine-tuned {rows[-1]['fine_tuned']:.3f} ± {rows[-1]['fine_tuned_sd']:.3f}, "
+                  f"TF-IDF {rows[-1]['tfidf']:.3f} "
                   f"({rows[-1]['seconds']} s)", file=sys.stderr, flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
