@@ -228,3 +228,20 @@ def test_baselines_need_the_embeddings(tmp_path):
     part = datasets.Dataset.from_dict({"text": ["x", "y"], "label": [0, 1]}, features=features)
     with pytest.raises(UserError, match="embeddings missing"):
         run_baselines(datasets.DatasetDict({"train": part, "valid": part}), tmp_path, BaselinesParams.from_project())
+
+
+def test_training_selects_on_the_same_positive_class_the_evaluate_stage_reports():
+    """metric_for_best_model: f1 must mean the F1 of evaluate.positive_label, not always of class 1."""
+    from transformers import EvalPrediction
+
+    from stages.evaluation.metrics import make_compute_metrics
+
+    gold = np.array([0, 0, 0, 1, 1, 1, 1, 1])
+    logits = np.eye(2)[[0, 1, 1, 1, 1, 1, 0, 0]]
+    names = ["negative", "positive"]
+    for label in ("negative", "positive"):
+        positive = positive_index(names, label)
+        scores = make_compute_metrics(2, positive)(EvalPrediction(predictions=logits, label_ids=gold))
+        assert scores["f1"] == pytest.approx(f1_score(gold, logits.argmax(1), pos_label=positive)), label
+    assert make_compute_metrics(2, 0)(EvalPrediction(logits, gold))["f1"] != \
+        make_compute_metrics(2, 1)(EvalPrediction(logits, gold))["f1"]

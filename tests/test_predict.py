@@ -248,7 +248,10 @@ def test_model_card_describes_the_run(repo):
     summary = json.loads((repo / "data/split/summary.json").read_text())
     metrics = json.loads((repo / "data/eval/metrics.json").read_text())
     assert summary["train_csv_sha256"] in body
-    assert "| train | 120 | 120 | 120 | 360 |" in body and "| valid | 30 | 30 | 30 | 90 |" in body
+    for split in ("train", "dev", "valid"):  # class counts per split, as the split stage wrote them
+        counts = summary["class_counts"][split]
+        assert f"| {split} | {' | '.join(str(counts[n]) for n in NAMES)} | {sum(counts.values())} |" in body, split
+    assert summary["class_counts"]["valid"] == {n: 30 for n in NAMES}
     assert f"| macro_f1 | {metrics['valid']['macro_f1']:.4f} |" in body
     assert "Base model: `builtin`" in body and "30 masked-LM steps" in body
     assert "learning_rate: 0.002" in body and "max_length: 64" in body  # params used
