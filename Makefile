@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_INDEX ?=
 TORCH_PIN := torch==2.13.0
 
-.PHONY: setup repro test test-fast bench results clean
+.PHONY: setup repro test test-fast compare bench results clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ test: setup
 # Fast tier only: in-process unit tests, no pipeline or training runs (well under two minutes).
 test-fast: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -m "not slow"
+
+# Every experiment (`dvc exp show`) with its headline metrics and the params that differ, in < 100 columns.
+compare: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m stages.compare --table
 
 # docs/benchmarks.md. As modules (-m), so `bench` and `stages` import from the project root.
 bench: setup

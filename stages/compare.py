@@ -4,6 +4,7 @@
     python -m stages.compare main my-branch       # any git revision, branch or tag, or a DVC experiment name
     python -m stages.compare HEAD exp-1a2b3 --md  # Markdown, for a pull-request comment
     python -m stages.compare --baseline           # within one run: the fine-tuned model against TF-IDF
+    python -m stages.compare --table              # every experiment: params that differ, headline metrics
 
 Installed as `ja-textclf-compare`. Reads each side's per-text predictions (`<paths.eval>/predictions.csv`)
 through DVC (`dvc.api.open` with `rev=`; the workspace file for `workspace`), checks that both sides scored
@@ -173,6 +174,8 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--baseline", action="store_true",
                      help="compare TF-IDF (A) with the fine-tuned model (B) within run B, on the same texts")
     cli.add_argument("--md", action="store_true", help="print Markdown (for a pull-request comment)")
+    cli.add_argument("--table", action="store_true",
+                     help="instead: every experiment (dvc exp show) with its headline metrics and the params that differ")
     return cli
 
 
@@ -185,9 +188,76 @@ def baseline_sides(path: str, rev: str, split: str) -> tuple[Side, Side]:
             Side(f"fine-tuned ({rev})", texts, gold, rows["predicted"].tolist()))
 
 
-def run(argv: Sequence[str], stdout=None) -> Comparison:
+TABLE_WIDTH = 99  # fits a 100-column terminal; `make compare` prints this table
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in (tree or {}).items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def experiment_rows(shown: list[dict]) -> list[tuple[str, dict, dict]]:
+    """(label, params, metrics) per row of `dvc exp show --json`: the workspace, each commit, its experiments."""
+    rows = []
+
+    def add(entry: dict, label: str) -> None:
+        data = entry.get("data") or {}
+        params = {k: v for file in (data.get("params") or {}).values() for k, v in _flatten(file.get("data")).items()}
+        metrics = {}
+        for file in (data.get("metrics") or {}).values():
+            metrics.update(_flatten(file.get("data")))
+        rows.append((label, params, metrics))
+
+    for entry in shown:
+        add(entry, entry.get("name") or (entry["rev"] if entry["rev"] == WORKSPACE else entry["rev"][:7]))
+        for experiment in entry.get("experiments") or []:
+            for rev in experiment.get("revs", []):
+                add(rev, f"└ {rev.get('name') or experiment.get('name') or rev['rev'][:7]}")
+    return rows
+
+
+def render_table(rows: list[tuple[str, dict, dict]]) -> str:
+    """Headline metrics and the params that differ between rows, each line at most TABLE_WIDTH characters."""
+    keys = sorted({key for _, params, _ in rows for key in params})
+    changed = [key for key in keys if len({repr(params.get(key)) for _, params, _ in rows}) > 1
+               and not key.startswith("paths.")]
+
+    def number(value, digits: int = 4) -> str:
+        return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
+
+    header = f"{'experiment':<18} {'macro-F1':>8} {'95% CI':>13} {'TF-IDF':>6} {'ECE':>5}  params that differ"
+    lines = [header, "-" * min(TABLE_WIDTH, len(header) + 10)]
+    for label, params, metrics in rows:
+        ci = (f"{number(metrics.get('valid.macro_f1_ci95_low'), 3)}-{number(metrics.get('valid.macro_f1_ci95_high'), 3)}"
+              if "valid.macro_f1_ci95_low" in metrics else "-")
+        differing = " ".join(f"{key.split('.', 1)[-1]}={params.get(key)}" for key in changed)
+        line = (f"{label[:18]:<18} {number(metrics.get('valid.macro_f1')):>8} {ci:>13} "
+                f"{number(metrics.get('tfidf.valid.macro_f1'), 3):>6} {number(metrics.get('valid.ece'), 3):>5}  {differing}")
+        lines.append(line if len(line) <= TABLE_WIDTH else line[:TABLE_WIDTH - 1] + "…")
+    return "\n".join(lines) + "\n"
+
+
+def experiments_table() -> str:
+    import json
+    import subprocess
+
+    shown = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True)
+    if shown.returncode != 0:
+        raise UserError(f"dvc exp show failed: {shown.stderr.strip().splitlines()[-1] if shown.stderr.strip() else ''}")
+    return render_table(experiment_rows(json.loads(shown.stdout)))
+
+
+def run(argv: Sequence[str], stdout=None) -> Comparison | None:
     stdout = stdout or sys.stdout
     args = parser().parse_args(list(argv))
+    if args.table:
+        stdout.write(experiments_table())
+        return None
     path = f"{load_params().paths.eval}/{PREDICTIONS}"
     if args.baseline:
         a, b = baseline_sides(path, args.b, args.split)

@@ -69,6 +69,9 @@ def test_repro_rerun_and_selective_exp_run(sample_run, tmp_path):
            if f"Running stage '{stage}'" in exp.stdout}
     assert ran == {"train", "evaluate"}, exp.stdout
 
+    table = run(["python", "-m", "stages.compare", "--table"], pipeline_repo).stdout.splitlines()  # `make compare`
+    assert max(len(line) for line in table) < 100 and table[0].startswith("experiment")
+    assert any(line.startswith("workspace") and "learning_rate=0.0001" in line for line in table), table
     shown = json.loads(run(["dvc", "exp", "show", "--json"], pipeline_repo).stdout)
     flat = json.dumps(shown)
     assert "0.0001" in flat and "0.002" in flat  # both runs' learning rates listed
