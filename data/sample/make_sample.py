@@ -3,6 +3,10 @@
 The sentences are generated from the templates below (no real data), so the README run works anywhere.
 Three classes: positive / negative / neutral. Run `python data/sample/make_sample.py` to regenerate;
 the output is deterministic.
+
+Like every real export, it has label noise: 7 rows of each class (4.7%) carry the next class's label, so the
+class counts stay 150 each and no model (TF-IDF included) can score a perfect 1.0 on the valid split, which
+would make the first report a user reads meaningless.
 """
 import csv
 import random
@@ -24,7 +28,21 @@ NEUTRAL = ["は普通だと思います。", "について、特に感想はあ�
 OPENERS = ["", "正直なところ、", "先週から使っていますが、", "家族と行きましたが、", "改めて思うのですが、", "結論から言うと、"]
 
 
-def make_rows(seed: int = 0, per_class: int = 150) -> list[tuple[str, str]]:
+LABELS = ("positive", "negative", "neutral")
+
+
+def add_label_noise(rows: list[tuple[str, str]], per_class: int, rng: random.Random) -> list[tuple[str, str]]:
+    """Give `per_class` rows of each class the next class's label (a rotation keeps the class counts)."""
+    noisy = list(rows)
+    for index, label in enumerate(LABELS):
+        wrong = LABELS[(index + 1) % len(LABELS)]
+        chosen = rng.sample([i for i, (_, gold) in enumerate(rows) if gold == label], per_class)
+        for i in chosen:
+            noisy[i] = (rows[i][0], wrong)
+    return noisy
+
+
+def make_rows(seed: int = 0, per_class: int = 150, noisy_per_class: int = 7) -> list[tuple[str, str]]:
     rng = random.Random(seed)
     rows, seen = [], set()
     for label, endings in (("positive", POSITIVE), ("negative", NEGATIVE), ("neutral", NEUTRAL)):
@@ -37,7 +55,7 @@ def make_rows(seed: int = 0, per_class: int = 150) -> list[tuple[str, str]]:
             rows.append((text, label))
             count += 1
     rng.shuffle(rows)
-    return rows
+    return add_label_noise(rows, noisy_per_class, rng)
 
 
 if __name__ == "__main__":
