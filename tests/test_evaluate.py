@@ -89,14 +89,18 @@ def test_every_declared_output_is_written_for_binary_and_multiclass(tmp_path, na
         assert valid[f"{key}_ci95_low"] < valid[key] < valid[f"{key}_ci95_high"], key
     assert metrics["valid"]["per_class"] == per_class["valid"] and metrics["tfidf"] == BASELINES["tfidf"]
 
-    curve_files = sorted(p.name for p in (out / "roc").iterdir())
-    assert curve_files == sorted(p.name for p in (out / "pr").iterdir())
-    assert len(curve_files) == (1 if len(names) == 2 else len(names))
+    # One long table per curve kind, a line per class (DVC's chart colours by `class`): the positive class
+    # of a binary task, every class above two, in label order, each drawn left to right.
+    curves = curve_frames(gold, sets["valid"]["probabilities"], names, positive=1)
     for kind, columns in (("roc", ["fpr", "tpr"]), ("pr", ["recall", "precision"])):
-        for path in (out / kind).iterdir():
-            frame = pd.read_csv(path)
-            assert list(frame.columns) == columns and len(frame) >= 2
-            assert frame[columns[0]].is_monotonic_increasing  # drawn left to right
+        table = pd.read_csv(out / f"{kind}.csv", keep_default_na=False)
+        assert list(table.columns) == ["class", *columns]
+        assert list(table["class"].unique()) == (["toxic"] if len(names) == 2 else names)
+        for index, (name, frame) in enumerate(table.groupby("class", sort=False)):
+            assert len(frame) >= 2 and frame[columns[0]].is_monotonic_increasing, (kind, name)
+            expected = curves[kind][names.index(name)]
+            assert frame[columns].to_numpy().tolist() == expected.to_numpy().tolist(), (kind, name)
+    assert not (out / "roc").exists() and not (out / "pr").exists()
 
     predictions = pd.read_csv(out / "predictions.csv", keep_default_na=False)
     assert list(predictions.columns) == ["split", "text", "gold", "predicted", *[f"p_{n}" for n in names]]
@@ -134,7 +138,7 @@ def test_positive_label_chooses_the_binary_scores(tmp_path):
     out, flipped = run_write_outputs(tmp_path / "flipped", names, sets, positive=positive_index(names, "normal"))
     assert default["valid"]["f1"] == default["valid"]["per_class"]["toxic"]["f1"]
     assert flipped["valid"]["f1"] == flipped["valid"]["per_class"]["normal"]["f1"]
-    assert [p.name for p in (out / "roc").iterdir()] == ["0-normal.csv"]
+    assert pd.read_csv(out / "roc.csv")["class"].unique().tolist() == ["normal"]
     assert default["valid"]["roc_auc"] == pytest.approx(flipped["valid"]["roc_auc"], abs=1e-6)  # AUC is symmetric
     with pytest.raises(UserError, match="evaluate.positive_label: 'spam' is not a class"):
         positive_index(names, "spam")
@@ -245,3 +249,45 @@ def test_training_selects_on_the_same_positive_class_the_evaluate_stage_reports(
         assert scores["f1"] == pytest.approx(f1_score(gold, logits.argmax(1), pos_label=positive)), label
     assert make_compute_metrics(2, 0)(EvalPrediction(logits, gold))["f1"] != \
         make_compute_metrics(2, 1)(EvalPrediction(logits, gold))["f1"]
+
+
+def test_curve_tables_keep_every_class_and_are_spreadsheet_safe(tmp_path):
+    names = ["=SUM(A1)", "+cmd", "通常"]
+    out, _ = run_write_outputs(tmp_path, names, synthetic_sets(3))
+    for kind in ("roc", "pr"):
+        table = pd.read_csv(out / f"{kind}.csv", keep_default_na=False)
+        assert table["class"].unique().tolist() == ["'=SUM(A1)", "'+cmd", "通常"], kind
+
+
+def plot_definitions() -> list[dict]:
+    """Every plot of dvc.yaml: each stage's `plots:` entries and the top-level `plots:` list."""
+    import yaml
+
+    from tests.conftest import REPO
+
+    dvc_yaml = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))
+    entries = [entry for stage in dvc_yaml["stages"].values() for entry in stage.get("plots", [])]
+    entries += dvc_yaml.get("plots", [])
+    return [next(iter(entry.values())) or {} for entry in entries if isinstance(entry, dict)]
+
+
+def test_plot_templates_named_in_dvc_yaml_exist_and_fit_their_charts():
+    from dvc_render.vega_templates import TEMPLATES
+
+    from tests.conftest import REPO
+
+    builtin = {template.DEFAULT_NAME for template in TEMPLATES}
+    custom_dir = REPO / ".dvc/plots"
+    used = set()
+    for plot in plot_definitions():
+        name = plot.get("template")
+        if name is None or name in builtin:
+            continue
+        used.add(name)
+        template = (custom_dir / f"{name}.json").read_text(encoding="utf-8")
+        assert "<DVC_METRIC_DATA>" in template and "<DVC_METRIC_TITLE>" in template, name
+        json.loads(template)
+    assert used == {path.stem for path in custom_dir.glob("*.json")}  # no unused template left behind
+    # Curves are not smoothed: the linear/smooth templates' slider would redraw ROC and PR as loess fits.
+    assert all(plot.get("template") not in ("linear", "smooth", None) for plot in plot_definitions()
+               if plot.get("x") is not None)

@@ -6,8 +6,9 @@ Every file declared in dvc.yaml is written on every run, for binary and multi-cl
   per_class.json    precision, recall, F1 and support per class and split
   predictions.csv   split, text, gold, predicted, one probability column per class, and TF-IDF's label
                     (tfidf_predicted) for paired comparisons (spreadsheet-safe)
-  confusion.csv     (gold, predicted) per valid text, for DVC's confusion template (spreadsheet-safe)
-  roc/, pr/         one CSV per curve: the positive class (2 classes) or every class one-vs-rest
+  confusion.csv     (actual, predicted) per valid text, for DVC's confusion template (spreadsheet-safe)
+  roc.csv, pr.csv   every curve in one long table (class, x, y): the positive class (2 classes) or every
+                    class one-vs-rest, so one chart draws a line per class (spreadsheet-safe)
   reliability.csv   per confidence bin: mean confidence, accuracy, count
   embedding_map.png 2-D map of the embed stage's vectors coloured by label
   report.md + figures/  the human-readable report
@@ -27,7 +28,6 @@ from stages.common.errors import UserError
 from stages.common.hardware import resolve_device
 from stages.common.outputs import (
     atomic_dir,
-    class_file_stems,
     write_csv,
     write_json,
     write_text,
@@ -144,15 +144,17 @@ def embedding_map(vectors: np.ndarray, labels: np.ndarray, names: list[str], par
     return description
 
 
-def write_curves(curves: dict[str, dict[int, pd.DataFrame]], names: list[str], out: Path) -> dict[int, str]:
-    """out/roc/<class>.csv and out/pr/<class>.csv; returns the file stem of each class."""
-    all_stems = class_file_stems(names)
-    stems = {index: all_stems[index] for index in curves["roc"]}
+def curve_table(frames: dict[int, pd.DataFrame], names: list[str]) -> pd.DataFrame:
+    """Per-class curves as one long table: `class`, then the curve's columns; classes in index order, each
+    curve's points in drawing order (DVC's chart colours the lines by `class`, see .dvc/plots/)."""
+    return pd.concat([frame.assign(**{"class": names[index]})[["class", *frame.columns]]
+                      for index, frame in frames.items()], ignore_index=True)
+
+
+def write_curves(curves: dict[str, dict[int, pd.DataFrame]], names: list[str], out: Path) -> None:
+    """out/roc.csv and out/pr.csv."""
     for kind, frames in curves.items():
-        with atomic_dir(out / kind) as tmp:
-            for index, frame in frames.items():
-                frame.to_csv(tmp / f"{stems[index]}.csv", index=False, lineterminator="\n")
-    return stems
+        write_csv(spreadsheet_safe(curve_table(frames, names)), out / f"{kind}.csv")
 
 
 def write_outputs(out: Path, names: list[str], positive: int, sets: dict[str, dict], vectors: np.ndarray,

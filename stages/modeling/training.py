@@ -13,6 +13,7 @@ anywhere with plain transformers.
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Optional
@@ -31,6 +32,7 @@ from transformers import (
     set_seed,
 )
 from transformers.integrations import DVCLiveCallback
+from transformers.utils import logging as hf_logging
 from transformers.trainer_pt_utils import (
     LengthGroupedSampler,
     get_length_grouped_indices,
@@ -47,6 +49,8 @@ from stages.modeling.model_dir import drop_load_time_keys
 
 # Trainer log entries that vary from run to run (wall-clock) or repeat a per-epoch value as an aggregate:
 # kept out of the DVCLive files so reruns write the same bytes.
+logger = logging.getLogger(__name__)
+
 UNSTABLE_LOG_KEYS = ("runtime", "per_second", "total_flos", "train_loss")
 
 
@@ -214,6 +218,41 @@ def training_arguments(train: TrainParams, output_dir: str, device: Optional[tor
     )
 
 
+def unexpected_load_keys(info: dict, base_prefix: str) -> list[str]:
+    """Keys of a from_pretrained loading report that are not the expected new-head ones.
+
+    Expected: a classification head (and pooler) that the base checkpoint lacks, so they start random, and
+    pretraining heads (e.g. the masked-LM head `cls.*`) that classification drops. Anything else, such as
+    an encoder weight missing from the checkpoint or a size mismatch, is a real problem to show.
+    """
+    def in_encoder(key: str) -> bool:
+        return key.startswith(f"{base_prefix}.") and not key.startswith(f"{base_prefix}.pooler.")
+
+    missing = [f"missing: {k}" for k in sorted(info.get("missing_keys", ())) if in_encoder(k)]
+    unused = [f"unused: {k}" for k in sorted(info.get("unexpected_keys", ())) if in_encoder(k)]
+    mismatched = [f"size mismatch: {k[0] if isinstance(k, tuple) else k}" for k in info.get("mismatched_keys", ())]
+    return missing + unused + mismatched
+
+
+def load_for_classification(model_dir: str, id2label: dict[int, str], label2id: dict[str, int]):
+    """The base model with a new classification head. transformers prints a LOAD REPORT warning listing the
+    head as "MISSING, newly initialized" on every such load: expected here, so it is silenced for this call
+    only, and whatever else the report holds is shown as one warning."""
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            model_dir, num_labels=len(id2label), id2label=id2label, label2id=label2id, attn_implementation="sdpa",
+            output_loading_info=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    surprising = unexpected_load_keys(info, model.base_model_prefix)
+    if surprising:
+        logger.warning("%s: weights that did not load as expected (%d): %s", model_dir, len(surprising),
+                       "; ".join(surprising[:20]) + (" ..." if len(surprising) > 20 else ""))
+    return model
+
+
 def build_trainer(tokenized: datasets.DatasetDict, model_dir: str, train: TrainParams, output_dir: str,
                   log_dir: Optional[str] = None, device: Optional[torch.device] = None,
                   positive_label: Optional[str] = None) -> ProjectTrainer:
@@ -226,8 +265,7 @@ def build_trainer(tokenized: datasets.DatasetDict, model_dir: str, train: TrainP
     args = training_arguments(train, output_dir, device)
     # Seed before the model exists: the classification head is randomly initialised.
     set_seed(train.seed)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_dir, num_labels=len(names), id2label=id2label, label2id=label2id, attn_implementation="sdpa")
+    model = load_for_classification(model_dir, id2label, label2id)
     columns = ["input_ids", "attention_mask", "label", "length"] + (
         ["token_type_ids"] if "token_type_ids" in tokenized["train"].column_names else [])
     callbacks = [ckpt.CompleteMarker()]
