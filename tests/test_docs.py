@@ -18,7 +18,7 @@ import pytest
 from stages.common.params import params_reference_markdown
 from tests.conftest import REPO, env_with_venv
 
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+DOCS = [REPO / "README.md", REPO / "README.ja.md", *sorted((REPO / "docs").glob("*.md"))]
 PARAMS_DOC = REPO / "docs" / "params.md"
 
 
