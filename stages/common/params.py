@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -250,11 +251,28 @@ class BaselinesParams(Section):
     tfidf: TfidfParams = Field(description="TF-IDF + logistic regression on MeCab words and characters.")
 
 
+LICENSE_ID = re.compile(r"[a-z0-9][a-z0-9.+-]*")
+
+
 class PackageParams(Section):
     intended_use: Optional[str] = Field(
         description="'Intended use' text of the model card (data/release/README.md); null = a generic text.")
     limitations: Optional[str] = Field(
         description="'Limitations' text of the model card; null = a generic text.")
+    license: str = Field(
+        description="The model card's `license:`, a Hugging Face Hub license id (apache-2.0, mit, cc-by-sa-4.0, ...); "
+                    "`other` when the training data's terms are not settled.")
+    dataset_name: Optional[str] = Field(
+        description="The training data's name in the model card (`datasets:` and model-index), e.g. its Hub dataset "
+                    "id; null = the file name of data.train_csv.")
+
+    @field_validator("license")
+    @classmethod
+    def _license_id(cls, value: str) -> str:
+        if not LICENSE_ID.fullmatch(value):
+            raise ValueError(f"{value!r} is not a license id; use a lowercase Hugging Face Hub id such as "
+                             "apache-2.0, mit or cc-by-4.0, or other")
+        return value
 
 
 class PathParams(Section):

@@ -2,15 +2,20 @@
 it did, and how to use it, from the files the pipeline already wrote.
 
 Pure text rendering, no I/O and no timestamps: the same inputs give a byte-identical card. Metric tables
-are built from whatever numbers metrics.json holds, so new metrics appear without a change here.
+are built from whatever numbers metrics.json holds, so new metrics appear without a change here. The YAML
+front matter is huggingface_hub's ModelCardData (license, language, library, pipeline tag, datasets, base
+model, and a model-index of the valid scores), so the Hub and `ModelCard.load` read it as a model card.
+The usage example shows what the packaged model itself answered (the package stage runs `example_calls`).
 """
 from __future__ import annotations
 
+import pprint
 from typing import Any, Optional
 
 import yaml
+from huggingface_hub import EvalResult, ModelCardData
 
-from stages.evaluation.markdown import code, escape, fenced, one_line, table
+from stages.evaluation.markdown import code, escape, fenced, table
 
 DEFAULT_INTENDED_USE = (
     "Classifying short Japanese texts into the labels above, for texts like those in the training file "
@@ -101,21 +106,58 @@ def data_section(summary: dict, data_params: dict) -> str:
     return text
 
 
-def usage_section(names: list[str], max_length: int) -> str:
-    # A code block shows text literally: class names only need to stay on their line (repr and one_line).
-    example = fenced(f"""from transformers import pipeline
+EXAMPLE_TEXTS = ("この商品はとても使いやすいです。", "二度と買いません。")
+SHOWN_LABELS = 5  # the example with every label's score shows at most this many
+SCORE_DIGITS = 4
 
-classifier = pipeline("text-classification", model="path/to/this/directory")
-classifier("この商品はとても使いやすいです。", truncation=True)
-# [{{'label': {names[0]!r}, 'score': ...}}]   labels: {one_line(", ".join(names))}
-classifier(["...", "..."], top_k=None, truncation=True)   # every label with its probability""", "python")
+
+def example_calls(n_labels: int) -> list[tuple[Any, dict[str, Any]]]:
+    """The usage section's `classifier(...)` calls as (texts, keyword arguments): the package stage runs them on
+    the packaged model and the card shows their code with what they returned."""
+    every_label = {"top_k": None if n_labels <= SHOWN_LABELS else SHOWN_LABELS}
+    return [(list(EXAMPLE_TEXTS), {"truncation": True}), (EXAMPLE_TEXTS[0], {**every_label, "truncation": True})]
+
+
+def rounded_output(output: Any) -> Any:
+    """A pipeline answer with its scores rounded, as the card shows it (the digits beyond say nothing)."""
+    if isinstance(output, list):
+        return [rounded_output(item) for item in output]
+    if isinstance(output, dict):
+        return {key: round(float(value), SCORE_DIGITS) if key == "score" else value for key, value in output.items()}
+    return output
+
+
+def call_code(texts: Any, kwargs: dict[str, Any]) -> str:
+    arguments = [repr(texts)] + [f"{key}={value!r}" for key, value in kwargs.items()]
+    return f"classifier({', '.join(arguments)})"
+
+
+def output_lines(output: Any) -> str:
+    """`output` as Python comment lines (repr: a class name with a line break or quote stays one literal)."""
+    return "\n".join(f"# {line}" for line in pprint.pformat(output, width=100, sort_dicts=False).splitlines())
+
+
+def usage_section(n_labels: int, max_length: int, outputs: Optional[list] = None) -> str:
+    """`outputs`: what each of `example_calls` returned on the packaged model (rounded_output); None leaves
+    the answers out (for a card rendered without a model)."""
+    calls = example_calls(n_labels)
+    lines = ["from transformers import pipeline", "",
+             'classifier = pipeline("text-classification", model="path/to/this/directory")']
+    for index, (texts, kwargs) in enumerate(calls):
+        lines.append(call_code(texts, kwargs))
+        if outputs is not None:
+            lines.append(output_lines(outputs[index]))
+    example = fenced("\n".join(lines), "python")
+    answered = ("The answers above are this model's own, computed when the card was written (scores rounded to "
+                f"{SCORE_DIGITS} digits). " if outputs is not None else "")
     return f"""Needs `torch`, `transformers`, `fugashi` and `unidic-lite` (the tokenizer's MeCab dictionary); no
 code from the training project.
 
 {example}
 
-`truncation=True` cuts texts at {max_length} tokens, as in training. With the training project installed,
-the command line does the same for files and pipes (CSV or JSON Lines out, one probability column per label):
+{answered}`top_k=None` gives every label with its probability, best first. `truncation=True` cuts texts at
+{max_length} tokens, as in training. With the training project installed, the command line does the same for
+files and pipes (CSV or JSON Lines out, one probability column per label):
 
 ```bash
 ja-textclf-predict path/to/this/directory "この商品はとても使いやすいです。"
@@ -141,21 +183,58 @@ def dump_yaml(data: Any) -> str:
     return yaml.dump(data, Dumper=OneLineDumper, allow_unicode=True, sort_keys=False, width=float("inf"))
 
 
-def front_matter(base: dict, names: list[str]) -> str:
-    meta: dict[str, Any] = {"language": ["ja"], "library_name": "transformers", "pipeline_tag": "text-classification",
-                            "tags": ["text-classification", "japanese", "dvc"]}
-    if base.get("source") not in (None, "builtin"):
-        meta["base_model"] = base["source"]
-    meta["labels"] = list(names)
-    return "---\n" + dump_yaml(meta) + "---"
+MODEL_NAME = "ja-textclf"
+# model-index entries: (metrics.json key, Hub metric type, display name, metric args)
+CARD_METRICS = (("macro_f1", "f1", "Macro F1", {"average": "macro"}), ("accuracy", "accuracy", "Accuracy", None))
+CARD_SPLITS = (("valid", "validation"), ("test", "test"))
+
+
+def file_name(path: Optional[str]) -> Optional[str]:
+    return None if not path else path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+
+
+def eval_results(metrics: dict, datasets: dict[str, Optional[str]]) -> list[EvalResult]:
+    """macro-F1 and accuracy of each scored split, as the Hub's model-index expects them."""
+    results = []
+    for split, hub_split in CARD_SPLITS:
+        scores = metrics.get(split)
+        if not isinstance(scores, dict) or not datasets.get(split):
+            continue
+        for key, metric_type, metric_name, metric_args in CARD_METRICS:
+            if isinstance(scores.get(key), (int, float)):
+                results.append(EvalResult(
+                    task_type="text-classification", task_name="Text Classification",
+                    dataset_type=datasets[split], dataset_name=datasets[split], dataset_split=hub_split,
+                    metric_type=metric_type, metric_name=metric_name, metric_value=scores[key], metric_args=metric_args))
+    return results
+
+
+def card_data(base: dict, metrics: dict, license: str, dataset_name: str, test_dataset_name: Optional[str]) -> ModelCardData:
+    """The card's metadata. `base_model` only for a Hub model (a local directory or the builtin model is no Hub id)."""
+    results = eval_results(metrics, {"valid": dataset_name, "test": test_dataset_name})
+    return ModelCardData(
+        language="ja", license=license, library_name="transformers", pipeline_tag="text-classification",
+        tags=["text-classification", "japanese", "dvc"], datasets=[dataset_name],
+        base_model=base["source"] if base.get("resolved_revision") else None,
+        model_name=MODEL_NAME if results else None, eval_results=results or None)
+
+
+def front_matter(data: ModelCardData) -> str:
+    # Our own dumper, not huggingface_hub's yaml_dump: every string stays on one line (hostile file names).
+    return "---\n" + dump_yaml(data.to_dict()) + "---"
 
 
 def render_card(names: list[str], base: dict, summary: dict, metrics: dict, params: dict, max_length: int,
-                intended_use: Optional[str] = None, limitations: Optional[str] = None) -> str:
-    """The card's markdown. `params` holds the param sections that shaped the model (data, split, ...)."""
+                intended_use: Optional[str] = None, limitations: Optional[str] = None, license: str = "other",
+                dataset_name: Optional[str] = None, usage_outputs: Optional[list] = None) -> str:
+    """The card's markdown. `params` holds the param sections that shaped the model (data, split, ...);
+    `metrics` is metrics.json with per_class.json's tables under each split's `per_class`; `dataset_name`
+    None = the training file's name; `usage_outputs`: see usage_section."""
+    data_params = params.get("data", {})
+    dataset = dataset_name or file_name(data_params.get("train_csv")) or "training data"
     label_table = table(["id", "label"], [[i, name] for i, name in enumerate(names)])
     sections = [
-        front_matter(base, names),
+        front_matter(card_data(base, metrics, license, dataset, file_name(data_params.get("test_csv")))),
         f"# Japanese text classifier: {', '.join(escape(name) for name in names)}",
         "Fine-tuned sequence classifier written by the ja-textclf DVC pipeline (`dvc repro`). This directory is "
         "self-contained: safetensors weights, `config.json` with the label names, and the tokenizer files.",
@@ -167,7 +246,7 @@ def render_card(names: list[str], base: dict, summary: dict, metrics: dict, para
         "## Evaluation\n\n" + metrics_section(metrics),
         "## Intended use\n\n" + (intended_use or DEFAULT_INTENDED_USE),
         "## Limitations\n\n" + (limitations or DEFAULT_LIMITATIONS.format(max_length=max_length)),
-        "## Usage\n\n" + usage_section(names, max_length),
+        "## Usage\n\n" + usage_section(len(names), max_length, usage_outputs),
         "## Params used\n\nFrom `params.yaml` of the run that produced this model:\n\n" + fenced(dump_yaml(params), "yaml"),
     ]
     return "\n\n".join(sections) + "\n"
