@@ -192,7 +192,7 @@ def test_model_card_with_hostile_class_names(tmp_path):
     card = model_card.render_card(names, base, summary, metrics, params, 64)
     assert card.startswith("---\n")
     front, body = card[4:].split("\n---\n", 1)
-    assert yaml.safe_load(front)["labels"] == names
+    assert yaml.safe_load(front)["datasets"] == ["`odd`.csv"] and "labels" not in yaml.safe_load(front)
     assert yaml.safe_load(body.split("```yaml\n", 1)[1].split("\n```", 1)[0])["data"]["label_names"] == names
     rendered = MD.render(body)
     assert "<script" not in rendered and "<a " not in rendered and "<img" not in rendered and "<h1>" in rendered

@@ -244,7 +244,7 @@ def test_model_card_describes_the_run(repo):
     card = (repo / "data/release/README.md").read_text(encoding="utf-8")
     front, body = card.removeprefix("---\n").split("\n---\n", 1)
     meta = yaml.safe_load(front)
-    assert meta["pipeline_tag"] == "text-classification" and meta["labels"] == NAMES
+    assert meta["pipeline_tag"] == "text-classification" and "labels" not in meta  # not a Hub card key
     summary = json.loads((repo / "data/split/summary.json").read_text())
     metrics = json.loads((repo / "data/eval/metrics.json").read_text())
     assert summary["train_csv_sha256"] in body
@@ -260,6 +260,49 @@ def test_model_card_describes_the_run(repo):
     assert 'pipeline("text-classification", model=' in body and "ja-textclf-predict" in body
 
 
+def usage_answers(card_text: str) -> list:
+    """The answers the card's usage example shows: the `# ...` comment lines after each `classifier(...)` call."""
+    import ast
+
+    block = card_text.split("## Usage", 1)[1].split("```python\n", 1)[1].split("\n```", 1)[0]
+    answers, current = [], None
+    for line in block.splitlines():
+        if line.startswith("classifier("):
+            current = []
+            answers.append(current)
+        elif line.startswith("# ") and current is not None:
+            current.append(line[2:])
+    return [ast.literal_eval("\n".join(lines)) for lines in answers]
+
+
+def test_model_card_is_a_hub_model_card_whose_usage_answers_are_the_release_s_own(repo):
+    from huggingface_hub import ModelCard
+    from transformers import pipeline
+
+    card = ModelCard.load(repo / "data/release/README.md")
+    data = card.data.to_dict()
+    assert data["license"] == "other" and data["language"] == "ja" and data["library_name"] == "transformers"
+    assert data["pipeline_tag"] == "text-classification" and data["datasets"] == ["train.csv"]
+    assert "base_model" not in data and "labels" not in data  # builtin: no Hub base model; no non-standard keys
+    metrics = json.loads((repo / "data/eval/metrics.json").read_text())
+    scores = {(r.dataset_split, r.metric_type, (r.metric_args or {}).get("average")): r.metric_value
+              for r in card.data.eval_results}
+    assert scores == {("validation", "f1", "macro"): metrics["valid"]["macro_f1"],
+                      ("validation", "accuracy", None): metrics["valid"]["accuracy"]}
+    assert {r.task_type for r in card.data.eval_results} == {"text-classification"}
+    assert {r.dataset_name for r in card.data.eval_results} == {"train.csv"}
+
+    # The usage example's answers are what pipeline() gives on the release directory, call by call.
+    classifier = pipeline("text-classification", model=str(repo / "data/release"), device="cpu")
+    calls = model_card.example_calls(len(NAMES))
+    expected = [model_card.rounded_output(classifier(texts, **kwargs)) for texts, kwargs in calls]
+    shown = usage_answers(card.content)
+    assert shown == expected and len(shown) == 2
+    assert [a["label"] for a in shown[0]] and sorted(a["label"] for a in shown[1]) == sorted(NAMES)
+    for texts, kwargs in calls:
+        assert model_card.call_code(texts, kwargs) in card.content
+
+
 def test_model_card_for_a_hub_model_names_revision_and_custom_texts():
     base = {"source": "tohoku-nlp/bert-base-japanese-v3", "revision": None, "resolved_revision": "abc123",
             "model_type": "bert", "tokenizer_class": "BertJapaneseTokenizer", "word_tokenizer_type": "mecab"}
@@ -269,12 +312,30 @@ def test_model_card_for_a_hub_model_names_revision_and_custom_texts():
     card = model_card.render_card(["normal", "toxic"], base, summary, metrics, {"data": {"train_csv": "x.csv"}}, 128,
                                   intended_use="Moderation triage {not a format field}", limitations=None)
     assert "`tohoku-nlp/bert-base-japanese-v3` at revision `abc123`" in card
-    assert "base_model: tohoku-nlp/bert-base-japanese-v3" in card
+    assert "base_model: tohoku-nlp/bert-base-japanese-v3" in card and "license: other" in card
     assert "Moderation triage {not a format field}" in card and "truncated to 128 tokens" in card
     assert "| roc_auc | 0.8000 |" in card and card.index("Validation split") < card.index("Test file")
     assert "Unlabelled `test` rows (predicted into the submission file): 5" in card
     assert card == model_card.render_card(["normal", "toxic"], base, summary, metrics, {"data": {"train_csv": "x.csv"}},
                                           128, intended_use="Moderation triage {not a format field}")
+
+
+def test_model_card_keeps_hostile_names_inert_in_metadata_and_usage():
+    from huggingface_hub import ModelCard
+
+    names = ["---", "```\n# heading", "it's \"quoted\"", "a\u2028b", "<script>x</script>"]
+    outputs = [[{"label": names[1], "score": 0.5}, {"label": names[0], "score": 0.25}],
+               [{"label": name, "score": round(0.2 - i / 100, 4)} for i, name in enumerate(names)]]
+    params = {"data": {"train_csv": "data/a\n---\nlicense: mit.csv", "label_names": names}}
+    card = model_card.render_card(names, {"source": "builtin"}, {"label_names": names}, {"valid": {"accuracy": 0.5}},
+                                  params, 64, license="cc-by-4.0", usage_outputs=outputs)
+    loaded = ModelCard(card)
+    assert loaded.data.license == "cc-by-4.0" and loaded.data.datasets == ["a\n---\nlicense: mit.csv"]
+    assert card.count("\n---\n") == 1  # the front matter ends once, where it should
+    assert usage_answers(card) == outputs
+    assert card == model_card.render_card(names, {"source": "builtin"}, {"label_names": names},
+                                          {"valid": {"accuracy": 0.5}}, params, 64, license="cc-by-4.0",
+                                          usage_outputs=outputs)
 
 
 def test_package_stage_rerun_is_byte_identical(repo, monkeypatch):

@@ -14,7 +14,7 @@ from pathlib import Path
 from stages.common.errors import UserError
 from stages.common.outputs import atomic_dir
 from stages.common.params import Params
-from stages.evaluation.model_card import render_card
+from stages.evaluation.model_card import example_calls, render_card, rounded_output
 from stages.modeling.model_dir import (
     check_model_dir,
     copy_model_dir,
@@ -43,6 +43,15 @@ def set_max_length(model_dir: Path, max_length: int) -> None:
     drop_load_time_keys(model_dir)
 
 
+def usage_outputs(release_dir: Path, n_labels: int) -> list:
+    """What the packaged model answers to the model card's example calls, through the same
+    `pipeline("text-classification", ...)` a user runs; on the CPU, so the card does not depend on the machine."""
+    from transformers import pipeline
+
+    classifier = pipeline("text-classification", model=str(release_dir), device="cpu")
+    return [rounded_output(classifier(texts, **kwargs)) for texts, kwargs in example_calls(n_labels)]
+
+
 def label_names(model_dir: Path) -> list[str]:
     config = read_json(model_dir / "config.json", "train")
     id2label = config.get("id2label") or {}
@@ -62,10 +71,12 @@ def package(params: Params) -> tuple[Path, list[str]]:
         metrics.setdefault(split, {})["per_class"] = per_class
     max_length = min(params.tokenize.max_length, base.get("max_position_embeddings") or params.tokenize.max_length)
     dumped = params.model_dump(mode="json")
-    card = render_card(names, base, summary, metrics, {s: dumped[s] for s in CARD_PARAM_SECTIONS}, max_length,
-                       params.package.intended_use, params.package.limitations)
+    package_params = params.package
     with atomic_dir(paths.release) as tmp:
         copy_model_dir(model_dir, tmp)
         set_max_length(tmp, max_length)
+        card = render_card(names, base, summary, metrics, {s: dumped[s] for s in CARD_PARAM_SECTIONS}, max_length,
+                           package_params.intended_use, package_params.limitations, license=package_params.license,
+                           dataset_name=package_params.dataset_name, usage_outputs=usage_outputs(tmp, len(names)))
         (tmp / CARD_FILE).write_text(card, encoding="utf-8")
     return Path(paths.release), names
