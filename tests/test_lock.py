@@ -18,8 +18,12 @@ def fresh_clone(dest):
     return dest
 
 
+ABSENT = {"deleted", "not in cache"}  # an output a fresh clone has not pulled yet: fine
+
+
 def stale_entries(status: dict) -> list[str]:
-    """Everything in `dvc status --json` except outputs (or deps that are outputs) not present yet."""
+    """Everything in `dvc status --json` except outputs (or deps that are outputs) not present yet: a changed
+    dep (code, data), param or command means dvc.lock was not refreshed after a change."""
     stale = []
     for stage, changes in status.items():
         for change in changes:
@@ -28,7 +32,7 @@ def stale_entries(status: dict) -> list[str]:
                 continue
             for kind, entries in change.items():
                 if isinstance(entries, dict):
-                    stale += [f"{stage}: {kind} {path} {state}" for path, state in entries.items() if state != "deleted"]
+                    stale += [f"{stage}: {kind} {path} {state}" for path, state in entries.items() if state not in ABSENT]
                 else:
                     stale.append(f"{stage}: {kind} {entries}")
     return stale
