@@ -39,12 +39,13 @@ from stages.modeling.training import (
 )
 from tests.conftest import copy_repo, env_with_venv, make_pipeline_repo, write_params
 
-# Evaluate and checkpoint every 5 steps: an epoch of the 360-row sample is 23 steps, so the first
+# Evaluate and checkpoint every 5 steps: an epoch of the sample's 324 training rows (360 minus the dev split)
+# is 21 steps, so the first
 # checkpoints fall mid-epoch. No early stop and 40 steps, so every run has the same length.
 RESUMABLE = {"train": {"eval_strategy": "steps", "eval_steps": 5, "save_strategy": "steps", "save_steps": 5,
                        "early_stopping_patience": 0, "max_steps": 40}}
 TOTAL_STEPS = 40
-STEPS_PER_EPOCH = 23
+STEPS_PER_EPOCH = 21
 
 
 def run_fast(cmd: list[str], cwd: Path, check: bool = True, **popen) -> subprocess.CompletedProcess:
@@ -365,7 +366,7 @@ def test_changed_params_never_resume_a_stale_checkpoint(tiny_repo, tmp_path):
 def test_two_cpu_processes_under_torchrun(tiny_repo):
     write_params(tiny_repo, {"train": {"nproc": 2, "max_steps": 15}})
     result = run_fast(["dvc", "repro", "train"], tiny_repo)
-    assert result.stdout.count("train: valid macro-F1") == 1, result.stdout  # rank 0 only
+    assert result.stdout.count("train: dev macro-F1") == 1, result.stdout  # rank 0 only
     metrics = json.loads((tiny_repo / "data/train_log/metrics.json").read_text())
     assert metrics["step"] == 15 and "macro_f1" in metrics["eval"]
     # Two ranks split each epoch: its ceil(rows / 16) batches are shared out, half of them per rank.
