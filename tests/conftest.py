@@ -1,10 +1,14 @@
 """Shared test helpers: a tiny model configuration and temporary copies of the repo for real `dvc repro` runs."""
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import os
 import shutil
 import subprocess
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +53,41 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900) -> su
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
+
+
+def call_main(module: str, *args: str, cwd: Path, stdin: bytes | str = b"") -> subprocess.CompletedProcess:
+    """`python -m <module> *args` run in this process: the module's own main() (with its stage_entry wrapper), with
+    sys.argv, the working folder and the standard streams swapped, and the exit code taken from SystemExit.
+
+    A subprocess spends seconds importing torch and transformers before main() even starts; a refusal case costs
+    milliseconds this way. Every rule keeps at least one real subprocess test for the exit code and the stream
+    wiring; the many variants of each rule call this.
+    """
+    main = importlib.import_module(module).main
+    data = stdin.encode("utf-8") if isinstance(stdin, str) else stdin
+    out, err = io.BytesIO(), io.BytesIO()
+    streams = {"stdin": io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"),
+               "stdout": io.TextIOWrapper(out, encoding="utf-8", write_through=True),
+               "stderr": io.TextIOWrapper(err, encoding="utf-8", write_through=True)}
+    saved = {name: getattr(sys, name) for name in streams}, sys.argv
+    code = 0
+    try:
+        for name, stream in streams.items():
+            setattr(sys, name, stream)
+        sys.argv = [module, *args]
+        with contextlib.chdir(cwd):
+            main()
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    except Exception:  # what the interpreter would do: the traceback on stderr, exit 1
+        traceback.print_exc(file=sys.stderr)
+        code = 1
+    finally:
+        for name, stream in saved[0].items():
+            setattr(sys, name, stream)
+        sys.argv = saved[1]
+    return subprocess.CompletedProcess([module, *args], code, out.getvalue().decode("utf-8"),
+                                       err.getvalue().decode("utf-8"))
 
 
 def write_params(repo: Path, overrides: dict) -> None:

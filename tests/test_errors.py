@@ -13,15 +13,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, deep_update
-
-# Each case starts a stage in a fresh interpreter (imports of torch/transformers/datasets: seconds each).
-pytestmark = pytest.mark.slow
+from tests.conftest import REPO, call_main, deep_update
 
 SAMPLE = (REPO / "data/sample/train.csv").read_text(encoding="utf-8")
 
 
 def stage(workdir: Path, name: str) -> subprocess.CompletedProcess:
+    """The stage's own main() in this process (conftest's call_main); stage_process starts a real interpreter."""
+    return call_main(f"stages.{name}", cwd=workdir)
+
+
+def stage_process(workdir: Path, name: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", TQDM_DISABLE="1")
     return subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=workdir, env=env,
                           capture_output=True, text=True, timeout=300)
@@ -100,15 +102,25 @@ def test_split_rejects_bad_input(tmp_path, case):
     assert_no_split_output(workdir)
 
 
+@pytest.mark.slow  # a real interpreter: seconds of imports
+def test_a_real_split_process_exits_2_with_one_line(tmp_path):
+    workdir = setup(tmp_path, labelled(BALANCED + [("謎", "c")]), {"data": {"label_names": ["a", "b"]}})
+    result = stage_process(workdir, "split")
+    assert_user_error(result, "'c'", "row 21", "data.label_names")
+    assert result.stderr.startswith("error: ") and result.stdout == ""
+    assert_no_split_output(workdir)
+
+
 def test_test_csv_with_unseen_label(tmp_path):
     workdir = setup(tmp_path, labelled(BALANCED), test_csv=labelled([("新しい", "z"), ("古い", "a")]))
     assert_user_error(stage(workdir, "split"), "test.csv", "'z'", "row 1", "never occurs in training")
     assert_no_split_output(workdir)
 
 
+@pytest.mark.slow  # a real interpreter, so that HF_HUB_OFFLINE=1 is read when huggingface_hub is imported
 def test_hub_model_unreachable_names_offline_default(tmp_path):
     workdir = setup(tmp_path, params={"model": {"name": "no-such-org/no-such-bert"}})
-    assert_user_error(stage(workdir, "base_model"), "no-such-org/no-such-bert", "model.name: builtin")
+    assert_user_error(stage_process(workdir, "base_model"), "no-such-org/no-such-bert", "model.name: builtin")
     assert not (workdir / "data/base_model").exists()
 
 

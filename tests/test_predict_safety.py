@@ -1,7 +1,9 @@
 """The predict command never destroys what it did not create, reads lines as lines, streams, and refuses a
-broken model directory; the base_model stage refuses a broken model. Each case runs the real command
-(`python -m stages.predict`) in a subprocess against a copy of the tiny model of the shared sample run, and
-hashes the whole working folder before and after: a refused run changes no byte of it.
+broken model directory; the base_model stage refuses a broken model. Each case runs the command's own main()
+against a copy of the tiny model of the shared sample run (in-process with conftest's call_main: a subprocess
+spends seconds importing torch per case), and hashes the whole working folder before and after: a refused run
+changes no byte of it. Each rule also has a case run as a real `python -m stages.predict` subprocess, for the
+exit code and the streams; streaming and memory are measured on real subprocesses only.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import yaml
 
 from stages import predict
 from stages.modeling.model_dir import copy_model_dir
-from tests.conftest import REPO, deep_update, env_with_venv
+from tests.conftest import REPO, call_main, deep_update, env_with_venv
 
 NAMES = ["negative", "neutral", "positive"]
 TEXTS = ["この商品はとても使いやすいです。", "届いた商品が壊れていて最悪でした。", "色は写真のとおりでした。",
@@ -38,6 +40,10 @@ def environment() -> dict:
 
 
 def predict_cli(workdir: Path, *args: str, stdin: bytes | str = b"") -> subprocess.CompletedProcess:
+    return call_main("stages.predict", *args, cwd=workdir, stdin=stdin)
+
+
+def predict_process(workdir: Path, *args: str, stdin: bytes | str = b"") -> subprocess.CompletedProcess:
     data = stdin.encode("utf-8") if isinstance(stdin, str) else stdin
     result = subprocess.run([sys.executable, "-m", "stages.predict", *args], cwd=workdir, env=environment(),
                             input=data, capture_output=True, timeout=600)
@@ -149,6 +155,18 @@ def test_output_that_would_destroy_a_file_is_refused(workdir, args, fragment):
     assert tree_state(workdir) == before
 
 
+def test_a_real_process_refuses_with_exit_2_and_one_line(workdir):
+    before = tree_state(workdir)
+    for args, fragment in ((INPUT + ["-o", "texts.csv", "--force"], "is the input file"),
+                           (INPUT + ["-o", "model/config.json", "--force"], "inside the model directory")):
+        assert_one_error(predict_process(workdir, "model", *args), "error: -o ", fragment)
+    (workdir / "model/vocab.txt").unlink()
+    before.pop("model/vocab.txt")
+    assert_one_error(predict_process(workdir, "model", *INPUT, "-o", "out.csv"), "error: model: ",
+                     "tokenizer files missing")
+    assert tree_state(workdir) == before
+
+
 def test_output_checks_use_the_model_dir_argument_however_it_is_spelled(workdir):
     before = tree_state(workdir)
     for model, target in (("./sub/../model", "model/config.json"), (str(workdir / "model_link"), "model/README.md")):
@@ -205,7 +223,7 @@ def test_stdin_texts_with_line_separators_stay_one_row_each(workdir):
     assert jsonl.returncode == 0, jsonl.stderr
     assert [json.loads(line)["text"] for line in jsonl.stdout.split("\n") if line] == texts
     # The same through `--input -` as CSV: the separators are quoted or kept in the cells, never new rows.
-    csv = predict_cli(workdir, "model", "--input", "-", stdin=stdin.encode("utf-8"))
+    csv = predict_process(workdir, "model", "--input", "-", stdin=stdin.encode("utf-8"))  # a real stdin
     assert csv.returncode == 0, csv.stderr
     assert csv_rows(csv.stdout)["text"].tolist() == texts
 
@@ -390,8 +408,7 @@ def test_csv_output_has_no_live_formulas_but_jsonl_keeps_texts(workdir):
 def base_model_stage(tmp_path: Path, name: str) -> subprocess.CompletedProcess:
     params = deep_update(yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8")), {"model": {"name": name}})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
-    result = subprocess.run([sys.executable, "-m", "stages.base_model"], cwd=tmp_path, env=environment(),
-                            capture_output=True, text=True, timeout=300)
+    result = call_main("stages.base_model", cwd=tmp_path)
     assert not (tmp_path / "data" / "base_model").exists()
     return result
 
