@@ -76,7 +76,7 @@ def folds_summary(labels: np.ndarray, names: list[str], split: SplitParams) -> t
         return summary, []
     counts = np.bincount(labels, minlength=len(names))
     notes = [f"class {name!r} has {int(counts[i])} rows, fewer than split.folds {split.folds}: "
-             f"{split.folds - int(counts[i])} folds hold none of it out" for i, name in enumerate(names)
+             f"{split.folds - int(counts[i])} of the folds hold none of it out" for i, name in enumerate(names)
              if counts[i] < split.folds]
     per_fold = {}
     for fold in range(1, split.folds + 1):
