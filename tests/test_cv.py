@@ -20,6 +20,7 @@ from tests.conftest import SAMPLE_TEST_ROWS, make_pipeline_repo, run, write_para
 
 FOLDS = [1, 2, 3]
 CV_TARGETS = ["cv_evaluate", "submit"]  # the cv stages and what they need; embed, baselines, evaluate stay out
+FAST = {"train": {"epochs": 2}}  # 4 trainings here (3 folds + the single split): half the tiny epochs
 
 
 # ---- in-process ---------------------------------------------------------------------------------------------
@@ -100,7 +101,7 @@ def cv_repo(tmp_path_factory):
     test_csv = root / "unlabelled.csv"
     test_csv.write_text("id,text\n" + "".join(f"{i},{t}\n" for i, t in SAMPLE_TEST_ROWS if t), encoding="utf-8")
     repo = make_pipeline_repo(root / "repo", {"split": {"folds": 3, "fold_ids": FOLDS},
-                                              "data": {"test_csv": str(test_csv)}})
+                                              "data": {"test_csv": str(test_csv)}, **FAST})
     first = run(["dvc", "repro", *CV_TARGETS], repo)
     second = run(["dvc", "repro", *CV_TARGETS], repo)
     return repo, first.stdout, second.stdout
