@@ -6,13 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import datasets
-
 from stages.common.errors import stage_entry
 from stages.common.outputs import write_json
 from stages.common.params import load_params
 from stages.common.paths import check_outputs
-from stages.dataset.folds import cv_labels, folds_summary
 
 SUMMARY_FILE = "folds.json"
 
@@ -21,9 +18,16 @@ SUMMARY_FILE = "folds.json"
 def main() -> None:
     params = load_params()
     check_outputs(params, "cv_split")
-    tokenized = datasets.load_from_disk(params.paths.tokenized)
-    names = tokenized["train"].features["label"].names
-    summary, notes = folds_summary(cv_labels(tokenized), names, params.split)
+    if params.split.folds == 1:  # cross-validation off: no data read, no heavy import (the default pipeline)
+        summary, notes = {"folds": 1}, []
+    else:
+        import datasets
+
+        from stages.dataset.folds import cv_labels, folds_summary
+
+        tokenized = datasets.load_from_disk(params.paths.tokenized)
+        names = tokenized["train"].features["label"].names
+        summary, notes = folds_summary(cv_labels(tokenized), names, params.split)
     for note in notes:
         print(f"note: {note}")
     write_json(Path(params.paths.cv) / SUMMARY_FILE, summary, sort_keys=False)

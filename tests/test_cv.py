@@ -12,7 +12,8 @@ import pytest
 from stages.common.errors import UserError
 from stages.common.params import SplitParams, project_params
 from stages.dataset.folds import CV_SPLITS, fold_rows, folds_summary, heldout_folds
-from stages.evaluation.cross_validation import mean_and_std, out_of_fold
+from stages.cv_evaluate import OOF_COLUMNS
+from stages.evaluation.cross_validation import mean_and_std, oof_frame, out_of_fold
 from stages.evaluation.metrics import classification_scores
 from stages.modeling.fold_ensemble import average_probabilities
 from stages.modeling.fold_outputs import HELDOUT_FILE, fold_dir, write_probabilities
@@ -77,6 +78,12 @@ def test_average_of_fold_probabilities_known_answers():
 def test_mean_and_sample_std_known_answers():
     assert mean_and_std([0.5, 0.7, 0.9]) == pytest.approx((0.7, 0.2))
     assert mean_and_std([0.8]) == (0.8, 0.0)
+
+
+def test_out_of_fold_columns_are_those_of_the_header_written_when_cross_validation_is_off():
+    frame = oof_frame(["text"], np.array([1]), np.array([2]), np.array([[0.25, 0.75]]), ["x", "y"])
+    assert list(frame.columns) == OOF_COLUMNS + ["p_x", "p_y"]
+    assert frame.iloc[0].tolist() == [0, 2, "text", "y", "y", 0.25, 0.75]
 
 
 def test_out_of_fold_refuses_rows_held_out_twice_or_never(tmp_path):

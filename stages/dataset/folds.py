@@ -72,8 +72,6 @@ def folds_summary(labels: np.ndarray, names: list[str], split: SplitParams) -> t
     """(folds.json: per fold and part, rows per class; notes on classes too rare for every fold)."""
     summary: dict = {"folds": split.folds, "seed": split.seed, "rows": int(len(labels)), "label_names": names,
                      "row_order": "cv row i = the i-th row of the split stage's train, dev, valid splits in turn"}
-    if split.folds == 1:
-        return summary, []
     counts = np.bincount(labels, minlength=len(names))
     notes = [f"class {name!r} has {int(counts[i])} rows, fewer than split.folds {split.folds}: "
              f"{split.folds - int(counts[i])} of the folds hold none of it out" for i, name in enumerate(names)
