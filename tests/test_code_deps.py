@@ -23,6 +23,7 @@ def uncovered_code(dvc_yaml: Path) -> dict[str, list[str]]:
     stages = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8"))["stages"]
     missing = {}
     for name, stage in stages.items():
+        stage = stage.get("do", stage)  # a foreach stage's definition
         module = stage["cmd"].split("python -m ", 1)[1].split()[0]
         deps = [str(d) for d in stage.get("deps", []) if str(d).startswith("stages")]
         gaps = [f for f in code_files(module) if not trivial_init(f)
@@ -43,6 +44,7 @@ def test_no_stage_lists_code_it_does_not_run():
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
     extra = {}
     for name, stage in stages.items():
+        stage = stage.get("do", stage)  # a foreach stage's definition
         runs = code_files(stage["cmd"].split("python -m ", 1)[1].split()[0])
         deps = [str(d) for d in stage.get("deps", []) if str(d).startswith("stages")]
         extra[name] = [d for d in deps if not (REPO / d).exists()

@@ -155,7 +155,7 @@ KEYS = list(SUGGESTED)
 STAGE_OF = {"split": "split", "base_model": "base_model", "model_summary": "base_model", "tokenized": "tokenize",
             "tokenize_report": "tokenize", "embeddings": "embed", "model": "train", "train_dir": "train",
             "train_log": "train", "eval": "evaluate", "submission": "submit", "release": "package",
-            "baselines": "baselines"}
+            "baselines": "baselines", "cv": "cv_split", "cv_eval": "cv_evaluate", "cv_train_dir": "cv_train"}
 
 
 def params_with(repo: Path, paths: dict):

@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -76,13 +77,35 @@ class DataParams(Section):
         return names
 
 
+def fold_ids_for(folds: int) -> list[int]:
+    """split.fold_ids that goes with split.folds: no cv_train stage for 1 (the single split only)."""
+    return list(range(1, folds + 1)) if folds > 1 else []
+
+
 class SplitParams(Section):
     valid_size: float = Field(description="Fraction of the train CSV held out for validation, in (0, 1).")
     dev_size: float = Field(description="Fraction of the training rows held out as the dev split: early stopping and the kept "
                             "checkpoint are chosen on dev, so the valid split is only ever scored. In (0, 1).")
     dev_min_per_class: int = Field(ge=1, description="At least this many dev rows per class (never a class's last "
                                    "training row), so a rare class counts in model selection.")
-    seed: int = Field(description="Seed of the stratified split.")
+    seed: int = Field(description="Seed of the stratified split (and of the cross-validation folds).")
+    folds: int = Field(ge=1, description="1: the single train/dev/valid split only. k > 1: also stratified k-fold "
+                       "cross-validation over all labelled rows (stages cv_split, cv_train@1..k, cv_evaluate): "
+                       "out-of-fold metrics in paths.cv_eval, and the submission averages the k fold models.")
+    fold_ids: list[int] = Field(description="The fold numbers 1..folds, one cv_train stage each (DVC's foreach "
+                                "needs the list and cannot count): [] for folds 1, [1, 2, 3] for folds 3.")
+
+    @field_validator("fold_ids")
+    @classmethod
+    def _fold_list(cls, value: list[int], info: ValidationInfo) -> list[int]:
+        folds = info.data.get("folds")
+        if folds is None:  # folds itself is invalid: its own error is reported
+            return value
+        expected = fold_ids_for(folds)
+        if value != expected:
+            raise ValueError(f"must be {expected} for split.folds {folds} (DVC makes one cv_train stage per "
+                             f"entry); write `fold_ids: {expected}` under split in params.yaml")
+        return value
 
     @field_validator("valid_size", "dev_size")
     @classmethod
@@ -289,6 +312,10 @@ class PathParams(Section):
     submission: str = Field(description="submit stage: predictions for an unlabelled data.test_csv (header only without one).")
     release: str = Field(description="package stage: the model with its model card (the dvc.yaml artifact).")
     baselines: str = Field(description="baselines stage: a folder with metrics.json (scores) and predictions.csv (TF-IDF's label per text).")
+    cv: str = Field(description="cv_split and cv_train stages (split.folds > 1): folds.json (rows per fold) and one "
+                    "fold_<i> folder per fold (held-out and test probabilities, training curves).")
+    cv_eval: str = Field(description="cv_evaluate stage: out-of-fold metrics.json, per_fold.json and oof_predictions.csv.")
+    cv_train_dir: str = Field(description="cv_train stages: resumable checkpoints (not a DVC output), one folder per fold.")
 
 
 class Params(Section):

@@ -29,7 +29,7 @@ from stages.common.params import Params
 
 DIRECTORY = "directory"    # replaced whole by atomic_dir
 FILE = "file"              # replaced by atomic_file
-FOLDER = "folder"          # a folder the stage writes named entries into (paths.eval, paths.train_log)
+FOLDER = "folder"          # a folder the stage writes named entries into (paths.eval, paths.train_log, paths.cv)
 CHECKPOINTS = "checkpoints"  # paths.train_dir: location checks here; its contents are checkpointing.py's
 
 STAGE_OUTPUTS: dict[str, dict[str, str]] = {
@@ -42,6 +42,10 @@ STAGE_OUTPUTS: dict[str, dict[str, str]] = {
     "evaluate": {"eval": FOLDER},
     "submit": {"submission": FILE},
     "package": {"release": DIRECTORY},
+    # Cross-validation (split.folds > 1): paths.cv holds cv_split's folds.json and each cv_train@<i>'s fold_<i>.
+    "cv_split": {"cv": FOLDER},
+    "cv_train": {"cv": FOLDER, "cv_train_dir": CHECKPOINTS},
+    "cv_evaluate": {"cv_eval": FOLDER},
 }
 # Named in messages as an example of a good value (the project's params.yaml may be the one being fixed).
 SUGGESTED = {
@@ -49,6 +53,7 @@ SUGGESTED = {
     "tokenized": "data/tokenized", "tokenize_report": "data/tokenize_report.json", "embeddings": "data/embeddings",
     "model": "data/model", "train_dir": "checkpoints/train", "train_log": "data/train_log", "eval": "data/eval",
     "submission": "data/submission.csv", "release": "data/release", "baselines": "data/baselines",
+    "cv": "data/cv", "cv_eval": "data/cv_eval", "cv_train_dir": "checkpoints/cv",
 }
 
 # Files and folders of the project itself: never an output, never inside or around one.
