@@ -25,8 +25,10 @@ repro: setup
 	@echo
 	@$(BIN)/python -m stages.evaluate --summary
 
+# -n auto: one pytest-xdist worker per core (tests/conftest.py splits the threads); --dist loadfile keeps a test
+# file's module fixtures (pipeline runs) on one worker, so none is built twice.
 test: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n auto --dist loadfile
 
 # Fast tier only: in-process unit tests, no pipeline or training runs (well under two minutes).
 test-fast: setup

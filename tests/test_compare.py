@@ -7,7 +7,7 @@ import pytest
 
 from stages.common.errors import UserError
 from stages.compare import Side, compare, render_markdown, render_text
-from tests.conftest import copy_repo, run, write_params
+from tests.conftest import copy_repo, run
 
 
 def sides(n: int = 200, seed: int = 0) -> tuple[Side, Side]:
@@ -53,9 +53,13 @@ def test_compare_revisions_experiments_and_refuse_other_data(sample_run, tmp_pat
     assert f"{len(head[head['split'] == 'valid'])} texts" in result.stdout
     md = run(["python", "-m", "stages.compare", "HEAD", "slow-lr", "--md"], repo)
     assert md.stdout.startswith("**valid** split") and "| B − A |" in md.stdout
-    # Another split of the data: the valid texts differ, so a paired comparison must refuse.
-    write_params(repo, {"split": {"seed": 7}})
-    run(["dvc", "repro", "split", "tokenize", "embed", "train", "baselines", "evaluate"], repo)
+    # Other data in the workspace (as after a new CSV or split seed: the unit tests cover the rules; this is the
+    # command's path): some valid texts differ, so a paired comparison must refuse.
+    predictions = repo / "data/eval/predictions.csv"
+    frame = pd.read_csv(predictions, dtype=str, keep_default_na=False)
+    valid_rows = frame.index[frame["split"] == "valid"][:5]
+    frame.loc[valid_rows, "text"] = [f"別のデータ{i}" for i in range(len(valid_rows))]
+    frame.to_csv(predictions, index=False)
     refused = run(["python", "-m", "stages.compare", "HEAD", "workspace"], repo, check=False)
     assert refused.returncode == 2
     assert refused.stderr.strip().startswith("error: the valid texts differ: HEAD has")
