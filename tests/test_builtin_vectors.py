@@ -190,3 +190,17 @@ def test_unreadable_corpus_is_a_user_error(tmp_path):
     bad.write_bytes("一行目\n".encode() + "二行目\n".encode("cp932"))
     with pytest.raises(UserError, match="line 2 is not UTF-8"):
         pretraining_texts(split, True, str(bad))
+
+
+def test_no_output_path_may_overwrite_the_pretraining_corpus(tmp_path, monkeypatch):
+    from stages.common.params import project_params
+    from stages.common.paths import check_all_outputs
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "corpus.txt").write_text("追加の文。\n", encoding="utf-8")
+    params = project_params({"model": {"pretrain_corpus": "texts/corpus.txt"},
+                             "paths": {"submission": "texts/corpus.txt"}})
+    with pytest.raises(UserError, match=r"paths.submission: .*model.pretrain_corpus"):
+        check_all_outputs(params)
+    check_all_outputs(project_params({"model": {"pretrain_corpus": "texts/corpus.txt"}}))  # the shipped paths are fine
