@@ -134,7 +134,8 @@ class ModelParams(Section):
         "dev texts are never used.")
     pretrain_corpus: Optional[str] = Field(
         description="Optional UTF-8 text file of extra unlabelled texts for the builtin model's pretraining, one text "
-        "per line (blank lines skipped; lines equal to a valid or dev text are left out).")
+        "per line (blank lines skipped; lines equal to a valid or dev text are left out). Uncomment its line under "
+        "base_model.deps in dvc.yaml so edits to it rerun the pipeline.")
     builtin: BuiltinModelParams = Field(description="Architecture and pretraining of the builtin model (used when name is builtin).")
 
 
