@@ -154,13 +154,14 @@ def piece_vectors(vocab: Sequence[str], corpus_words: Iterable[str], vectors: Wo
     whole = [p for p in pieces.values() if not p.startswith("##")]
     direct = lookup_words(whole, vectors, forms)
     distinct = set(corpus_words) | set(direct)
-    known = lookup_words(distinct - set(direct), vectors, forms) | direct
+    # Sorted: a set's order changes with the process's hash seed, and so would the float sums below.
+    known = lookup_words(sorted(distinct - set(direct)), vectors, forms) | direct
     wanted_inner = {p[2:] for p in pieces.values() if p.startswith("##")}
     wanted_start = {p for p in whole if p not in direct}
     longest = max((len(p) for p in wanted_inner | wanted_start), default=0)
     sums: dict[tuple[bool, str], np.ndarray] = {}
     counts: dict[tuple[bool, str], int] = {}
-    for word, row in known.items():
+    for word, row in sorted(known.items()):
         vector = vectors.vectors[row]
         for start in range(len(word)):
             for end in range(start + 1, min(len(word), start + longest) + 1):
