@@ -204,3 +204,18 @@ def test_no_output_path_may_overwrite_the_pretraining_corpus(tmp_path, monkeypat
     with pytest.raises(UserError, match=r"paths.submission: .*model.pretrain_corpus"):
         check_all_outputs(params)
     check_all_outputs(project_params({"model": {"pretrain_corpus": "texts/corpus.txt"}}))  # the shipped paths are fine
+
+
+def test_build_builtin_with_chive_saves_the_initialised_model(tmp_path):
+    from transformers import BertForMaskedLM
+
+    size = BuiltinModelParams.from_project(word_vectors="chive", masking="whole_word", vocab_size=300, hidden_size=32,
+                                           num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                                           max_position_embeddings=64, pretrain_batch_size=4)
+    facts = build_builtin(TEXTS, tmp_path, size, steps=2)
+    assert facts["word_vectors"].startswith("chive") and facts["masking"] == "whole_word"
+    assert facts["word_vectors_rows"]["from_word"] > 10
+    model = BertForMaskedLM.from_pretrained(str(tmp_path))
+    vocab = (tmp_path / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    weight = model.get_input_embeddings().weight.detach()
+    assert cosine(weight[vocab.index("猫")], weight[vocab.index("犬")]) > cosine(weight[vocab.index("猫")], weight[vocab.index("経済")])
