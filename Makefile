@@ -18,6 +18,9 @@ $(VENV)/.installed: pyproject.toml
 	# torch first and exactly pinned, so nothing below can pull a different (CUDA) build.
 	$(BIN)/python -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_PIN)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	# chiVe word vectors for model.builtin.word_vectors: chive. --no-deps: only the wheel's vector files are read,
+	# its dependencies (spaCy, SudachiPy) are never imported.
+	$(BIN)/python -m pip install -q --no-deps ja-ginza==5.3.0
 	touch $@
 
 repro: setup

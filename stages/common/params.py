@@ -124,7 +124,18 @@ class BuiltinModelParams(Section):
     max_position_embeddings: int = Field(ge=16, description="Longest sequence the model accepts.")
     pretrain_batch_size: int = Field(ge=1, description="Masked-LM pretraining batch size.")
     pretrain_learning_rate: float = Field(gt=0, description="Masked-LM pretraining peak LR.")
-    mlm_probability: float = Field(gt=0, lt=1, description="Share of tokens masked in pretraining.")
+    mlm_probability: float = Field(gt=0, lt=1, description="Share of tokens (masking: token) or of MeCab words "
+                                   "(masking: whole_word) masked in pretraining.")
+    masking: Literal["whole_word", "token"] = Field(
+        description="whole_word: all WordPiece pieces of a MeCab word are masked together (as in "
+        "bert-base-japanese-v3); token: each piece on its own. A fresh mask every step either way.")
+    pretrain_lr_schedule: Literal["linear", "cosine"] = Field(
+        description="Decay of the pretraining LR to 0 over model.pretrain_steps, after the warmup.")
+    pretrain_warmup_ratio: float = Field(ge=0, lt=1, description="Share of the pretraining steps with linear LR warmup.")
+    word_vectors: Literal["chive", "none"] = Field(
+        description="chive: start the word embeddings from chiVe vectors (Works Applications, Apache-2.0; read "
+        "from the ja-ginza 5.3.0 wheel: `pip install --no-deps ja-ginza==5.3.0`), projected to hidden_size; "
+        "none: random initialisation.")
     seed: int = Field(description="Seed of vocabulary/weight initialisation and pretraining.")
 
     @model_validator(mode="after")
@@ -139,7 +150,15 @@ class ModelParams(Section):
     name: str = Field(description="'builtin' (offline default), a hub id, or a local directory.")
     revision: Optional[str] = Field(description="Hub revision (branch, tag or commit) for a hub id.")
     trust_remote_code: bool = Field(description="Allow model code from the hub (off: security).")
-    pretrain_steps: int = Field(ge=0, description="Masked-LM steps for the builtin model.")
+    pretrain_steps: int = Field(ge=0, description="Masked-LM steps for the builtin model (its pretraining budget: "
+                                "steps x model.builtin.pretrain_batch_size texts).")
+    pretrain_test_texts: bool = Field(
+        description="Also pretrain the builtin model on the texts of data.test_csv (never its labels). The valid and "
+        "dev texts are never used.")
+    pretrain_corpus: Optional[str] = Field(
+        description="Optional UTF-8 text file of extra unlabelled texts for the builtin model's pretraining, one text "
+        "per line (blank lines skipped; lines equal to a valid or dev text are left out). Uncomment its line under "
+        "base_model.deps in dvc.yaml so edits to it rerun the pipeline.")
     builtin: BuiltinModelParams = Field(description="Architecture and pretraining of the builtin model (used when name is builtin).")
 
 

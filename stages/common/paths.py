@@ -85,6 +85,9 @@ def _inputs(params: Params, root: Path) -> list[tuple[str, Path]]:
     inputs.append((f"data.train_csv ({params.data.train_csv}, an input)", output_location(root / params.data.train_csv)))
     if params.data.test_csv:
         inputs.append((f"data.test_csv ({params.data.test_csv}, an input)", output_location(root / params.data.test_csv)))
+    if params.model.pretrain_corpus:
+        inputs.append((f"model.pretrain_corpus ({params.model.pretrain_corpus}, an input)",
+                       output_location(root / Path(params.model.pretrain_corpus).expanduser())))
     model_dir = root / params.model.name
     if params.model.name and model_dir.is_dir():
         inputs.append((f"model.name ({params.model.name}, the base model's source)", output_location(model_dir)))

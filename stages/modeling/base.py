@@ -90,10 +90,12 @@ def resolve_base_model(model: ModelParams, split_dir: str, target_dir: str) -> d
         extra: dict = {}
         if source == "builtin":
             from stages.modeling.builtin import build_builtin
+            from stages.modeling.pretraining_texts import pretraining_texts
 
-            texts = datasets.load_from_disk(split_dir)["train"]["text"]
+            texts, counts = pretraining_texts(datasets.load_from_disk(split_dir), model.pretrain_test_texts,
+                                              model.pretrain_corpus)
             dtype = resolve_precision("auto", resolve_device("cpu"))
-            extra = build_builtin(list(texts), tmp, model.builtin, model.pretrain_steps, dtype)
+            extra = {**build_builtin(texts, tmp, model.builtin, model.pretrain_steps, dtype), **counts}
         elif source == "local":
             copy_model_dir(Path(model.name).expanduser(), tmp)
         else:

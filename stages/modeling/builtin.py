@@ -1,16 +1,20 @@
 """The offline default model: a small Japanese BERT built from the training texts.
 
 Same recipe as tohoku-nlp/bert-base-japanese-v3, scaled down: MeCab word segmentation (fugashi with
-the unidic-lite dictionary), a WordPiece vocabulary over those words, then masked-LM pretraining.
+the unidic-lite dictionary), a WordPiece vocabulary over those words, then masked-LM pretraining with
+whole-word masking (all pieces of a MeCab word masked together). Optionally the word embeddings start from
+chiVe word vectors (stages/modeling/word_vectors.py), so the model knows words beyond the user's texts.
 The result is saved as a plain `BertJapaneseTokenizer` + `BertForMaskedLM`, so it loads with
 `AutoTokenizer.from_pretrained` / `AutoModel.from_pretrained` and no code of ours.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import (
@@ -18,6 +22,7 @@ from transformers import (
     BertForMaskedLM,
     BertJapaneseTokenizer,
     DataCollatorForLanguageModeling,
+    get_scheduler,
 )
 
 from stages.common.params import BuiltinModelParams
@@ -103,20 +108,102 @@ def masked_lm_loss(model: BertForMaskedLM, batch: dict) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(logits.float(), labels[masked])
 
 
+def init_word_embeddings(model: BertForMaskedLM, vocab: Sequence[str], words: Sequence[Sequence[str]],
+                         seed: int) -> dict:
+    """Overwrite the word-embedding rows chiVe tells something about (the MLM output layer is tied to them)."""
+    from stages.modeling.word_vectors import chive_vocab_dir, embedding_rows, load_chive
+
+    vocab_dir = chive_vocab_dir()
+    vectors = load_chive(vocab_dir)
+    weight = model.get_input_embeddings().weight
+    rows, stats = embedding_rows(vocab, (word for sentence in words for word in sentence), vectors,
+                                 weight.shape[1], model.config.initializer_range, seed, SPECIAL_TOKENS)
+    if rows:
+        ids = sorted(rows)
+        with torch.no_grad():
+            weight[torch.tensor(ids)] = torch.from_numpy(np.stack([rows[i] for i in ids])).to(weight.dtype)
+    return {"word_vectors": "chive (ja-ginza 5.3.0)",
+            "word_vectors_sha256": hashlib.sha256((vocab_dir / "vectors").read_bytes()).hexdigest(),
+            "word_vectors_rows": {"from_word": stats["direct"], "from_containing_words": stats["from_words"],
+                                  "random": stats["none"] + len(SPECIAL_TOKENS)}}
+
+
+def whole_word_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor, continuation: torch.Tensor,
+                    special_ids: torch.Tensor, probability: float, mask_id: int, vocab_size: int,
+                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, labels) with whole MeCab words masked: each word is chosen with `probability` and then all of its
+    pieces (the word-initial one and the "##" ones after it) are predicted; of those, 80 % become [MASK], 10 % a
+    random piece, 10 % stay (BERT's rule, per piece). A fresh draw on every call: dynamic masking.
+
+    transformers' DataCollatorForLanguageModeling(whole_word_mask=True) finds words from a fast tokenizer's
+    offset mapping, which BertJapaneseTokenizer (a Python tokenizer) has not, and turns random replacement off;
+    here words come from the "##" marks of the WordPiece vocabulary (`continuation`, per vocabulary id)."""
+    maskable = attention_mask.bool() & ~torch.isin(input_ids, special_ids)
+    starts = maskable & ~continuation[input_ids]
+    word_ids = torch.cumsum(starts.long(), dim=1)  # the word each piece belongs to (1, 2, ...; 0 before the first)
+    chosen_start = starts & (torch.rand(input_ids.shape, generator=generator) < probability)
+    if not chosen_start.any():  # a step needs at least one prediction: take the first word of the batch
+        first = starts.flatten().nonzero()[:1]
+        chosen_start.view(-1)[first] = True
+    chosen_word = torch.zeros(input_ids.shape[0], input_ids.shape[1] + 1, dtype=torch.bool)
+    # Only word starts write their word's slot; every other position writes slot 0, which no piece reads back.
+    chosen_word.scatter_(1, torch.where(starts, word_ids, 0), chosen_start)
+    chosen_word[:, 0] = False
+    masked = chosen_word.gather(1, word_ids) & maskable
+    labels = torch.where(masked, input_ids, -100)
+    draw = torch.rand(input_ids.shape, generator=generator)
+    inputs = input_ids.clone()
+    inputs[masked & (draw < 0.8)] = mask_id
+    replaced = masked & (draw >= 0.8) & (draw < 0.9)
+    inputs[replaced] = torch.randint(vocab_size, input_ids.shape, generator=generator)[replaced]
+    return inputs, labels
+
+
+def pad_batch(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(ids) for ids in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, ids in enumerate(sequences):
+        input_ids[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, :len(ids)] = 1
+    return input_ids, attention_mask
+
+
+class WholeWordMasker:
+    """Batches of a tokenizer's ids -> masked-LM batches with whole-word masking (see `whole_word_mask`)."""
+
+    def __init__(self, tokenizer: BertJapaneseTokenizer, probability: float, seed: int) -> None:
+        vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        self.continuation = torch.tensor([token.startswith("##") for token in vocab])
+        self.special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)))
+        self.tokenizer = tokenizer
+        self.probability = probability
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, examples: list[dict]) -> dict:
+        input_ids, attention_mask = pad_batch([e["input_ids"] for e in examples], self.tokenizer.pad_token_id)
+        inputs, labels = whole_word_mask(input_ids, attention_mask, self.continuation, self.special_ids,
+                                         self.probability, self.tokenizer.mask_token_id, len(self.tokenizer),
+                                         self.generator)
+        return {"input_ids": inputs, "attention_mask": attention_mask, "labels": labels}
+
+
 def pretrain_mlm(model: BertForMaskedLM, tokenizer: BertJapaneseTokenizer, texts: list[str], steps: int,
                  size: BuiltinModelParams, max_length: int, autocast_dtype: torch.dtype | None = None) -> float:
     """Masked-LM pretraining for `steps` steps; returns the mean loss of the last tenth of the steps."""
     if steps == 0:
         return float("nan")
     encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=size.mlm_probability, seed=size.seed)
+    if size.masking == "whole_word":
+        collator = WholeWordMasker(tokenizer, size.mlm_probability, size.seed)
+    else:
+        collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=size.mlm_probability, seed=size.seed)
     generator = torch.Generator().manual_seed(size.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=size.pretrain_learning_rate, weight_decay=0.01,
                                   fused=True)
     device = next(model.parameters()).device
-    warmup = max(1, steps // 10)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (steps - step) / max(1, steps - warmup))))
+    scheduler = get_scheduler(size.pretrain_lr_schedule, optimizer,
+                              num_warmup_steps=round(size.pretrain_warmup_ratio * steps), num_training_steps=steps)
     model.train()
     losses: list[float] = []
     order: list[int] = []
@@ -141,12 +228,20 @@ def pretrain_mlm(model: BertForMaskedLM, tokenizer: BertJapaneseTokenizer, texts
 
 def build_builtin(texts: list[str], out_dir: Path, size: BuiltinModelParams, steps: int,
                   autocast_dtype: torch.dtype | None = None) -> dict:
-    """Build tokenizer + pretrained model into `out_dir`; returns facts for the summary."""
+    """Build tokenizer + pretrained model into `out_dir` from the pretraining `texts`; returns facts for the summary."""
+    if size.word_vectors == "chive":
+        from stages.modeling.word_vectors import chive_vocab_dir
+
+        chive_vocab_dir()  # a missing wheel stops here, before minutes of segmentation
     texts, _ = japanese.prepare_texts(texts)  # MeCab reads them twice below (vocabulary, pretraining ids)
     words = segment(tqdm(texts, desc="MeCab segmentation", unit="text", mininterval=2))
     vocab = train_wordpiece_vocab(words, size.vocab_size)
     tokenizer = save_tokenizer(vocab, out_dir, size.max_position_embeddings)
     model = build_model(size, len(vocab), tokenizer)
+    facts: dict = {"word_vectors": "none"}
+    if size.word_vectors == "chive":
+        facts = init_word_embeddings(model, vocab, words, size.seed)
     loss = pretrain_mlm(model, tokenizer, texts, steps, size, size.max_position_embeddings, autocast_dtype)
     model.save_pretrained(str(out_dir), safe_serialization=True)
-    return {"pretrain_final_loss": round(loss, 4), "pretrain_texts": len(texts)}
+    return {"pretrain_final_loss": round(loss, 4), "pretrain_texts": len(texts), "pretrain_steps": steps,
+            "masking": size.masking, **facts}
