@@ -17,6 +17,7 @@ from stages.common.errors import stage_entry
 from stages.common.outputs import write_json
 from stages.common.params import BUILTIN_MODEL, load_params
 from stages.common.paths import check_outputs
+from stages.common.threads import shares_cores
 from stages.modeling.base import resolve_base_model
 
 
@@ -29,6 +30,7 @@ def pretrain_corpus_tracked(dvc_yaml: Path = Path("dvc.yaml")) -> bool:
 
 
 @stage_entry
+@shares_cores
 def main() -> None:
     params = load_params()
     check_outputs(params, "base_model")

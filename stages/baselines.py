@@ -11,6 +11,7 @@ from stages.common.outputs import write_csv, write_json
 from stages.common.params import load_params
 from stages.common.paths import check_outputs
 from stages.common.spreadsheet import spreadsheet_safe
+from stages.common.threads import shares_cores
 from stages.evaluation.baselines import (
     METRICS_FILE,
     PREDICTIONS_FILE,
@@ -21,6 +22,7 @@ from stages.evaluation.metrics import rounded
 
 
 @stage_entry
+@shares_cores
 def main() -> None:
     params = load_params()
     check_outputs(params, "baselines")

@@ -15,6 +15,7 @@ os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 from stages.common.errors import UserError, stage_entry  # noqa: E402
 from stages.common.params import load_params  # noqa: E402
 from stages.common.paths import check_outputs  # noqa: E402
+from stages.common.threads import before_torchrun, shares_cores  # noqa: E402
 from stages.modeling.cross_validation import check_cv_train_dir, train_fold  # noqa: E402
 
 
@@ -23,6 +24,7 @@ def under_torchrun() -> bool:
 
 
 @stage_entry
+@shares_cores
 def main() -> None:
     cli = argparse.ArgumentParser(prog="python -m stages.cv_train", description=__doc__.split("\n")[0])
     cli.add_argument("--fold", type=int, required=True, help="fold number, 1..split.folds")
@@ -35,6 +37,7 @@ def main() -> None:
     if params.train.nproc > 1 and not under_torchrun():
         check_cv_train_dir(Path(params.paths.cv_train_dir))
         sys.stdout.flush()
+        before_torchrun()  # its ranks share the cores instead of this launcher
         os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone",
                                   f"--nproc_per_node={params.train.nproc}", "-m", "stages.cv_train", "--fold", str(fold)])
     metrics = train_fold(params, fold)

@@ -13,6 +13,7 @@ from stages.common.errors import stage_entry
 from stages.common.outputs import atomic_dir
 from stages.common.params import load_params
 from stages.common.paths import check_outputs
+from stages.common.threads import shares_cores
 from stages.modeling.encoder import embed_splits
 
 
@@ -24,6 +25,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 @stage_entry
+@shares_cores
 def main() -> None:
     args = parse_args(sys.argv[1:])
     params = load_params()

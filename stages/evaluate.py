@@ -11,11 +11,13 @@ import sys
 from stages.common.errors import stage_entry
 from stages.common.params import load_params
 from stages.common.paths import check_outputs
+from stages.common.threads import shares_cores
 from stages.evaluation.evaluator import evaluate
 from stages.evaluation.summary import summary_lines
 
 
 @stage_entry
+@shares_cores
 def main() -> None:
     cli = argparse.ArgumentParser(prog="python -m stages.evaluate", description=__doc__.splitlines()[0])
     cli.add_argument("--summary", action="store_true", help="print the summary of the last run and exit")

@@ -35,6 +35,7 @@ import pandas as pd
 
 from stages.common.errors import UserError, stage_entry
 from stages.common.spreadsheet import spreadsheet_safe
+from stages.common.threads import shares_cores
 from stages.dataset.japanese import COUNT_KEYS, preparation_notes, prepare_texts
 from stages.dataset.tables import decode_bytes, guess_sep
 from stages.modeling.model_dir import check_model_dir, first_line, is_model_dir
@@ -645,6 +646,7 @@ def run(argv: Sequence[str], stdin=None, stdout: Optional[TextIO] = None, stderr
 
 
 @stage_entry
+@shares_cores
 def main() -> None:
     try:
         run(sys.argv[1:])

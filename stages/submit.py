@@ -11,11 +11,13 @@ from __future__ import annotations
 from stages.common.errors import stage_entry
 from stages.common.params import load_params
 from stages.common.paths import check_outputs
+from stages.common.threads import shares_cores
 from stages.modeling.fold_ensemble import make_cv_submission
 from stages.modeling.submission import make_submission, write_submission
 
 
 @stage_entry
+@shares_cores
 def main() -> None:
     params = load_params()
     check_outputs(params, "submit")

@@ -8,12 +8,14 @@ from stages.common.errors import stage_entry
 from stages.common.outputs import write_json
 from stages.common.params import BUILTIN_MODEL, load_params
 from stages.common.paths import check_outputs
+from stages.common.threads import shares_cores
 from stages.dataset.japanese import preparation_notes
 from stages.dataset.storage import save_dataset
 from stages.dataset.tokenizing import check_max_length, tokenize_all
 
 
 @stage_entry
+@shares_cores
 def main() -> None:
     params = load_params()
     check_outputs(params, "tokenize")

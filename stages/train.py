@@ -16,6 +16,7 @@ os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 from stages.common.errors import stage_entry  # noqa: E402
 from stages.common.params import load_params  # noqa: E402
 from stages.common.paths import check_outputs  # noqa: E402
+from stages.common.threads import before_torchrun, shares_cores  # noqa: E402
 from stages.modeling.checkpointing import check_train_dir  # noqa: E402
 from stages.modeling.training import train_and_save  # noqa: E402
 
@@ -31,6 +32,7 @@ def torchrun_command(nproc: int) -> list[str]:
 
 
 @stage_entry
+@shares_cores
 def main() -> None:
     params = load_params()
     check_outputs(params, "train")
@@ -38,6 +40,7 @@ def main() -> None:
         # Refused here, once, rather than inside a rank that torchrun would report as a crash.
         check_train_dir(Path(params.paths.train_dir))
         sys.stdout.flush()
+        before_torchrun()  # its ranks share the cores instead of this launcher
         os.execv(sys.executable, torchrun_command(params.train.nproc))
     kept = train_and_save(params.paths, params.train, params.evaluate.positive_label)
     if int(os.environ.get("RANK", "0")) == 0:

@@ -25,6 +25,7 @@ from transformers import (
     get_scheduler,
 )
 
+from stages.common import threads
 from stages.common.params import BuiltinModelParams
 from stages.dataset import japanese
 from stages.dataset.japanese import MECAB_KWARGS, segment
@@ -208,6 +209,7 @@ def pretrain_mlm(model: BertForMaskedLM, tokenizer: BertJapaneseTokenizer, texts
     losses: list[float] = []
     order: list[int] = []
     for _ in tqdm(range(steps), desc="pretrain builtin BERT (masked LM)", unit="step"):
+        threads.refresh()  # concurrent pipeline runs share the cores (stages/common/threads.py)
         if len(order) < size.pretrain_batch_size:
             order += torch.randperm(len(encoded), generator=generator).tolist()
         batch_ids, order = order[:size.pretrain_batch_size], order[size.pretrain_batch_size:]

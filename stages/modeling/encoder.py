@@ -25,6 +25,7 @@ from numpy.lib.format import open_memmap
 from tqdm.auto import tqdm
 from transformers import AutoModel, PreTrainedModel
 
+from stages.common import threads
 from stages.common.errors import UserError
 from stages.common.hardware import resolve_device, resolve_precision
 from stages.common.hashing import hash_directory
@@ -111,12 +112,16 @@ class Encoder:
         self.model = model.to(dtype) if dtype == torch.bfloat16 else model
         self.packed = PackedBert(self.model, embed.max_tokens) if supports_packing(model) else None
         self.precision = str(dtype).removeprefix("torch.") if dtype else "float32"
+        self.threads = self.cpu_threads()  # part of the cache key: the last bits of a vector may depend on it
+
+    def cpu_threads(self) -> int:
+        return torch.get_num_threads() if self.device.type == "cpu" else 0
 
     def describe(self) -> dict:
         """What decides the vectors besides the text and the model files (part of the cache key)."""
         facts = {"pooling": self.embed.pooling, "normalize": self.embed.normalize, "precision": self.precision,
                  "autocast": bool(self.autocast), "device": self.device.type, "torch": torch.__version__,
-                 "threads": torch.get_num_threads() if self.device.type == "cpu" else 0,
+                 "threads": self.threads,
                  "packed": self.packed is not None, "max_tokens": self.embed.max_tokens}
         if self.packed is None:  # padded batches: composition changes the last bits, so key on it too
             facts["batch_size"] = self.embed.batch_size
@@ -174,10 +179,12 @@ def embed_table(encoder: Encoder, table: TokenTable, out: np.ndarray, space: byt
     written = 0
     with tqdm(total=len(todo), desc=desc, unit=" texts", mininterval=2, smoothing=0.1) as bar:
         for batch in encoder.batches(table.lengths[todo]):
+            threads.refresh()  # concurrent pipeline runs share the cores (stages/common/threads.py)
             rows = todo[batch]
             vectors = encoder.encode([table[row] for row in rows])
             out[rows] = vectors
-            if cache is not None:
+            # Cached under the thread count of the key only: another run may have changed this stage's share.
+            if cache is not None and encoder.cpu_threads() == encoder.threads:
                 cache.store([keys[row] for row in rows], vectors)
             written += vectors.nbytes
             if written >= RELEASE_BYTES:

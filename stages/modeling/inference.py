@@ -6,6 +6,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
+from stages.common import threads
 from stages.modeling.batching import pad_batch, sorted_batches
 
 
@@ -18,6 +19,7 @@ def predict_proba(model: PreTrainedModel, sequences: list[list[int]], batch_size
     autocast = torch.autocast(device.type, dtype=dtype) if dtype else torch.autocast(device.type, enabled=False)
     with torch.inference_mode(), autocast, tqdm(total=len(sequences), desc=desc, unit="text", mininterval=2) as bar:
         for rows in sorted_batches([len(s) for s in sequences], batch_size):
+            threads.refresh()  # concurrent pipeline runs share the cores (stages/common/threads.py)
             ids, mask = pad_batch([sequences[i] for i in rows], pad_id)
             logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
             probabilities[rows] = torch.softmax(logits, dim=-1).cpu().numpy()

@@ -28,6 +28,7 @@ from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
     set_seed,
 )
@@ -38,6 +39,7 @@ from transformers.trainer_pt_utils import (
     get_length_grouped_indices,
 )
 
+from stages.common import threads
 from stages.common.codedeps import ROOT, code_files
 from stages.common.errors import UserError
 from stages.common.hardware import resolve_device, resolve_precision
@@ -138,6 +140,17 @@ class TrainingCurves(DVCLiveCallback):
                 self.live.log_metric(name, round(float(value), 8))
                 self._logged.add((name, step))
         self.live.make_summary()
+
+
+class SharedCores(TrainerCallback):
+    """Concurrent pipeline runs share the cores (stages/common/threads.py): re-check this run's share between
+    steps and evaluation batches, from the main thread that runs them."""
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        threads.refresh()
+
+    def on_prediction_step(self, args, state, control, **kwargs):
+        threads.refresh()
 
 
 class ProjectTrainer(Trainer):
@@ -268,7 +281,7 @@ def build_trainer(tokenized: datasets.DatasetDict, model_dir: str, train: TrainP
     model = load_for_classification(model_dir, id2label, label2id)
     columns = ["input_ids", "attention_mask", "label", "length"] + (
         ["token_type_ids"] if "token_type_ids" in tokenized["train"].column_names else [])
-    callbacks = [ckpt.CompleteMarker()]
+    callbacks = [ckpt.CompleteMarker(), SharedCores()]
     if train.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=train.early_stopping_patience))
     if log_dir is not None:
