@@ -20,6 +20,11 @@ from stages.common.params import deep_update  # noqa: F401  (tests import it fro
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 BIN = Path(sys.executable).parent
+# A fixed CPU thread count for every pipeline process the tests start (stages/common/threads.py): pipelines of
+# other test runs on the same machine would otherwise change each run's share, and with it the last bits of the
+# outputs that tests compare. tests/test_threads.py tests the sharing with registries of its own.
+os.environ.setdefault("JA_TEXTCLF_THREADS", str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                                else os.cpu_count() or 1))
 
 # Small enough that a whole `dvc repro` takes well under a minute on 2 CPU cores.
 TINY = {

@@ -81,10 +81,8 @@ def process_stat(pid: int) -> tuple[str, str]:
 def is_alive(pid: int, started: str) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):  # gone, or the pid now belongs to another user
         return False
-    except PermissionError:
-        return True
     state, now_started = process_stat(pid)
     return state != "Z" and (not started or not now_started or now_started == started)
 
@@ -143,9 +141,9 @@ def set_threads(threads: int) -> Callable[[], None]:
         return lambda: torch.set_num_threads(before)
     limiter = threadpool_limits(limits=threads, user_api="blas")
 
-    def restore() -> None:
-        torch.set_num_threads(before)
+    def restore() -> None:  # torch last: an OpenMP-built BLAS may share its OpenMP runtime
         limiter.restore_original_limits()
+        torch.set_num_threads(before)
 
     return restore
 
