@@ -240,3 +240,28 @@ def test_a_stage_registers_while_it_runs_and_not_after(tmp_path, monkeypatch):
     with pytest.raises(UserError):
         main()
     assert during == [[os.getpid()]] and live_processes(folder) == [] and threads.ACTIVE is None
+
+
+def test_embed_caches_only_vectors_made_at_the_thread_count_of_its_key(tmp_path, registry, torch_threads, active):
+    """The cache key holds the thread count at the start; vectors made after the share changed are not stored
+    under it (their last bits may differ)."""
+    from tests.test_embed import as_splits, random_sequences, run_embed, save_model
+
+    model_dir = save_model(tmp_path / "model")
+    texts = random_sequences(30, seed=3)
+    splits = as_splits(texts[:20], texts[20:])
+    torch.set_num_threads(2)
+    share = active(CoreShare(registry, budget=2))
+    share.register()
+    share.apply()
+    other = CoreShare(registry, pid=os.getppid())
+    other.register()  # another run starts: this one goes from 2 threads to 1 at its first batch
+    changed, _ = run_embed(model_dir, splits, tmp_path / "a", tmp_path / "cache", precision="fp32")
+    assert torch.get_num_threads() == 1 and changed["train"]["embedded"] == 20
+    other.unregister()
+    share.apply()  # back to 2, as at the next check of a stage
+    alone, _ = run_embed(model_dir, splits, tmp_path / "b", tmp_path / "cache", precision="fp32")
+    assert torch.get_num_threads() == 2
+    assert (alone["train"]["from_cache"], alone["train"]["embedded"]) == (0, 20)  # nothing stored under "2 threads"
+    again, _ = run_embed(model_dir, splits, tmp_path / "c", tmp_path / "cache", precision="fp32")
+    assert (again["train"]["from_cache"], again["valid"]["from_cache"]) == (20, 10)
