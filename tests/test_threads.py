@@ -265,3 +265,14 @@ def test_embed_caches_only_vectors_made_at_the_thread_count_of_its_key(tmp_path,
     assert (alone["train"]["from_cache"], alone["train"]["embedded"]) == (0, 20)  # nothing stored under "2 threads"
     again, _ = run_embed(model_dir, splits, tmp_path / "c", tmp_path / "cache", precision="fp32")
     assert (again["train"]["from_cache"], again["valid"]["from_cache"]) == (20, 10)
+
+
+def test_a_registry_removed_meanwhile_means_running_alone(tmp_path, registry, torch_threads):
+    share = CoreShare(registry, budget=2)
+    share.register()
+    CoreShare(registry, pid=os.getppid()).register()
+    assert share.share().threads == 1
+    for entry in registry.iterdir():
+        entry.unlink()
+    registry.rmdir()  # e.g. a temp-folder cleaner
+    assert (share.share().processes, share.share().threads) == (1, 2)

@@ -164,8 +164,11 @@ class CoreShare:
         if self.folder is None:
             return
         staged = self.folder / f".{self.pid}.tmp"
-        staged.write_text(f"{MARKER}\n{process_stat(self.pid)[1]}\n", encoding="utf-8")
-        os.replace(staged, self.folder / str(self.pid))  # whole, so a reader never sees half a file
+        try:
+            staged.write_text(f"{MARKER}\n{process_stat(self.pid)[1]}\n", encoding="utf-8")
+            os.replace(staged, self.folder / str(self.pid))  # whole, so a reader never sees half a file
+        except OSError:  # a full or read-only temp folder: run unshared rather than fail the stage
+            self.folder = None
 
     def unregister(self) -> None:
         if self.folder is not None:
@@ -178,7 +181,10 @@ class CoreShare:
     def share(self) -> Share:
         if self.fixed is not None:
             return Share(self.fixed, 1, self.fixed, fixed=True)
-        pids = live_processes(self.folder) if self.folder is not None else [self.pid]
+        try:
+            pids = live_processes(self.folder) if self.folder is not None else [self.pid]
+        except OSError:  # the folder was removed meanwhile (a temp cleaner): as if alone
+            pids = [self.pid]
         return Share(fair_share(self.budget, pids, self.pid), len(pids) + (self.pid not in pids), self.budget)
 
     def apply(self) -> Share:
