@@ -78,17 +78,13 @@ def main() -> None:
                         help="the tests' tiny model and short training (tests/conftest.py TINY): minutes, not hours")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a params.yaml override for the baseline, e.g. --set train.epochs=1 (repeatable)")
-    parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2], help="job counts to time, in order (default 1 2)")
+    parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2], help="job counts to time, in order")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="keep the repos here (default: a temporary folder, removed at the end)")
     args = parser.parse_args()
 
-    # tests/conftest.py copies the project and initialises git; imported here so --help needs no pytest. It fixes
-    # JA_TEXTCLF_THREADS for the tests: this benchmark times the default (sharing) unless you set it yourself.
-    threads = os.environ.get("JA_TEXTCLF_THREADS")
+    # tests/conftest.py copies the project and initialises git; imported here so --help needs no pytest.
     from tests.conftest import TINY, deep_update, make_pipeline_repo
-    if threads is None:
-        os.environ.pop("JA_TEXTCLF_THREADS", None)
 
     root = Path(tempfile.mkdtemp(prefix="bench-queue-")) if args.workdir is None else args.workdir.resolve()
     root.mkdir(parents=True, exist_ok=True)

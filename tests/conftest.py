@@ -20,11 +20,6 @@ from stages.common.params import deep_update  # noqa: F401  (tests import it fro
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 BIN = Path(sys.executable).parent
-# A fixed CPU thread count for every pipeline process the tests start (stages/common/threads.py): pipelines of
-# other test runs on the same machine would otherwise change each run's share, and with it the last bits of the
-# outputs that tests compare. tests/test_threads.py tests the sharing with registries of its own.
-os.environ.setdefault("JA_TEXTCLF_THREADS", str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                                else os.cpu_count() or 1))
 
 # Small enough that a whole `dvc repro` takes well under a minute on 2 CPU cores.
 TINY = {
@@ -169,8 +164,12 @@ def pytest_configure(config):
     """Under pytest-xdist, each worker (and every stage it starts) gets its share of the cores: N workers that each
     start one compute thread per core would oversubscribe them (measured 10x slower on 2 cores)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    threads = max(1, len(os.sched_getaffinity(0)) // workers)
+    # Fixed, not shared (stages/common/threads.py): pipelines of other test runs on this machine would otherwise
+    # change a stage's share, and with it the last bits of outputs that tests compare. tests/test_threads.py tests
+    # the sharing with registries of its own.
+    os.environ.setdefault("JA_TEXTCLF_THREADS", str(threads))
     if workers > 1:
-        threads = max(1, len(os.sched_getaffinity(0)) // workers)
         os.environ["OMP_NUM_THREADS"] = str(threads)
         import torch
 
