@@ -168,7 +168,11 @@ def pytest_configure(config):
     # Fixed, not shared (stages/common/threads.py): pipelines of other test runs on this machine would otherwise
     # change a stage's share, and with it the last bits of outputs that tests compare. tests/test_threads.py tests
     # the sharing with registries of its own.
-    os.environ.setdefault("JA_TEXTCLF_THREADS", str(threads))
+    # The xdist workers inherit the controller's environment: a value this hook set there is replaced by the
+    # worker's share, a value the developer set is kept.
+    if "JA_TEXTCLF_THREADS" not in os.environ or os.environ.get("JA_TEXTCLF_THREADS_SET_BY") == "conftest":
+        os.environ["JA_TEXTCLF_THREADS"] = str(threads)
+        os.environ["JA_TEXTCLF_THREADS_SET_BY"] = "conftest"
     if workers > 1:
         os.environ["OMP_NUM_THREADS"] = str(threads)
         import torch
