@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -22,7 +23,6 @@ from transformers import (
     BertForMaskedLM,
     BertJapaneseTokenizer,
     DataCollatorForLanguageModeling,
-    get_scheduler,
 )
 
 from stages.common import threads
@@ -189,6 +189,20 @@ class WholeWordMasker:
         return {"input_ids": inputs, "attention_mask": attention_mask, "labels": labels}
 
 
+def pretrain_lr_factor(steps: int, warmup_ratio: float, shape: str):
+    """The LR multiplier of each pretraining step: linear warmup from 1/warmup (not transformers' 0: the first step
+    of a short budget is not wasted), then linear or cosine decay to 0."""
+    warmup = max(1, round(warmup_ratio * steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, steps - warmup)
+        return max(0.0, 1 - progress) if shape == "linear" else 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
 def pretrain_mlm(model: BertForMaskedLM, tokenizer: BertJapaneseTokenizer, texts: list[str], steps: int,
                  size: BuiltinModelParams, max_length: int, autocast_dtype: torch.dtype | None = None) -> float:
     """Masked-LM pretraining for `steps` steps; returns the mean loss of the last tenth of the steps."""
@@ -203,8 +217,8 @@ def pretrain_mlm(model: BertForMaskedLM, tokenizer: BertJapaneseTokenizer, texts
     optimizer = torch.optim.AdamW(model.parameters(), lr=size.pretrain_learning_rate, weight_decay=0.01,
                                   fused=True)
     device = next(model.parameters()).device
-    scheduler = get_scheduler(size.pretrain_lr_schedule, optimizer,
-                              num_warmup_steps=round(size.pretrain_warmup_ratio * steps), num_training_steps=steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, pretrain_lr_factor(steps, size.pretrain_warmup_ratio, size.pretrain_lr_schedule))
     model.train()
     losses: list[float] = []
     order: list[int] = []
