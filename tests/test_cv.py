@@ -32,7 +32,7 @@ def three_folds(**overrides) -> SplitParams:
 
 @pytest.mark.parametrize("split, fragment", [
     ({"folds": 3}, "split.fold_ids: must be [1, 2, 3] for split.folds 3"),
-    ({"folds": 3, "fold_ids": [0, 1, 2]}, "write `fold_ids: [1, 2, 3]`"),
+    ({"folds": 3, "fold_ids": [0, 1, 2]}, "write fold_ids: [1, 2, 3] under split"),
     ({"fold_ids": [1]}, "split.fold_ids: must be [] for split.folds 1"),
     ({"folds": 0, "fold_ids": []}, "split.folds"),
 ])

@@ -104,7 +104,7 @@ class SplitParams(Section):
         expected = fold_ids_for(folds)
         if value != expected:
             raise ValueError(f"must be {expected} for split.folds {folds} (DVC makes one cv_train stage per "
-                             f"entry); write `fold_ids: {expected}` under split in params.yaml")
+                             f"entry); write fold_ids: {expected} under split in params.yaml")
         return value
 
     @field_validator("valid_size", "dev_size")
