@@ -104,7 +104,11 @@ def test_metrics_report_and_figures_of_a_real_run(committed_run):
     one_vs_rest = [(gold == name).to_numpy() for name in names]
     auc = np.mean([roc_auc_score(is_class, probabilities[:, i]) for i, is_class in enumerate(one_vs_rest)])
     ap = np.mean([average_precision_score(is_class, probabilities[:, i]) for i, is_class in enumerate(one_vs_rest)])
-    assert metrics["valid"]["roc_auc"] == pytest.approx(auc, abs=1e-4)
+    # Rounding can tie a positive with a negative that were ordered before (a tie counts 1/2): the difference from
+    # the stage's full-precision AUC is at most half the share of tied pairs, averaged over the classes.
+    tied = np.mean([np.sum(probabilities[is_class, i][:, None] == probabilities[~is_class, i][None, :])
+                    / (is_class.sum() * (~is_class).sum()) for i, is_class in enumerate(one_vs_rest)])
+    assert abs(metrics["valid"]["roc_auc"] - auc) <= tied / 2 + 2e-6
     assert ap > 0  # multi-class AP is in the report's per-class curves, not a headline key
     assert "average_precision" not in metrics["valid"] and "f1" not in metrics["valid"]
     # ECE by hand: equal-width bins (i/bins, (i+1)/bins] of the top probability, |accuracy - confidence|
