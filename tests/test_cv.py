@@ -21,7 +21,7 @@ from tests.conftest import SAMPLE_TEST_ROWS, make_pipeline_repo, run, write_para
 
 FOLDS = [1, 2, 3]
 CV_TARGETS = ["cv_evaluate", "submit"]  # the cv stages and what they need; embed, baselines, evaluate stay out
-FAST = {"train": {"epochs": 2}}  # 4 trainings here (3 folds + the single split): half the tiny epochs
+FAST = {"train": {"epochs": 1}}  # 4 trainings here (3 folds + the single split): one epoch each is enough
 
 
 # ---- in-process ---------------------------------------------------------------------------------------------
