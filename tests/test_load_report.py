@@ -1,4 +1,4 @@
-"""The train stage's model load: transformers' LOAD REPORT for the expected new classification head is
+"""The train and embed stages' model loads: transformers' LOAD REPORT for the expected new classification head is
 silenced, a real loading problem is still shown."""
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import BertConfig, BertForMaskedLM
 
+from stages.modeling.encoder import load_encoder
 from stages.modeling.training import load_for_classification
 
 LABELS = ({0: "a", 1: "b"}, {"a": 0, "b": 1})
@@ -45,3 +46,19 @@ def test_an_encoder_weight_missing_from_the_checkpoint_is_still_shown(masked_lm_
         load_for_classification(str(masked_lm_dir), *LABELS)
     assert f"missing: {dropped}" in caplog.text
     assert "classifier" not in caplog.text  # the expected head is not listed with it
+
+
+def test_encoder_load_drops_the_pretraining_head_without_a_report_and_shows_a_missing_weight(masked_lm_dir, capsys,
+                                                                                              caplog):
+    caplog.set_level(logging.INFO)
+    load_encoder(str(masked_lm_dir), "cls", torch.device("cpu"))  # drops cls.*, no pooler in the checkpoint
+    printed = capsys.readouterr()
+    shown = printed.out + printed.err + caplog.text
+    assert "LOAD REPORT" not in shown and "cls.predictions" not in shown and "pooler" not in shown, shown
+    weights = masked_lm_dir / "model.safetensors"
+    tensors = load_file(weights)
+    del tensors["bert.encoder.layer.0.output.dense.weight"]
+    save_file(tensors, weights, metadata={"format": "pt"})
+    with caplog.at_level(logging.WARNING, logger="stages.modeling.encoder"):
+        load_encoder(str(masked_lm_dir), "cls", torch.device("cpu"))
+    assert "missing: encoder.layer.0.output.dense.weight" in caplog.text and "pooler" not in caplog.text

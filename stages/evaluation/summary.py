@@ -47,7 +47,7 @@ def summary_lines(params: Params) -> list[str]:
     if tfidf and diff is not None:
         ci = f"paired 95% CI {diff.low:+.4f} to {diff.high:+.4f}"
         if not diff.detectable:
-            words = f"no detectable difference from TF-IDF ({tfidf['macro_f1']:.4f}; {ci})"
+            words = f"not detectably different from TF-IDF ({tfidf['macro_f1']:.4f}; {ci})"
         elif diff.difference > 0:
             words = f"better than TF-IDF ({tfidf['macro_f1']:.4f}) by {diff.difference:.4f} ({ci})"
         else:

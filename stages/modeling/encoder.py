@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import logging
 import mmap
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ import torch
 from numpy.lib.format import open_memmap
 from tqdm.auto import tqdm
 from transformers import AutoModel, PreTrainedModel
+from transformers.utils import logging as hf_logging
 
 from stages.common import threads
 from stages.common.errors import UserError
@@ -80,7 +82,21 @@ class TokenTable:
 
 
 def load_encoder(model_dir: str, pooling: str, device: torch.device) -> PreTrainedModel:
-    model, info = AutoModel.from_pretrained(model_dir, output_loading_info=True)
+    """The headless encoder. transformers prints a LOAD REPORT of the pretraining heads it drops (e.g. `cls.*`) and
+    of a pooler the checkpoint lacks: expected for an encoder, so it is silenced for this call only, and encoder
+    weights that are missing or of another size are shown as one warning."""
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model, info = AutoModel.from_pretrained(model_dir, output_loading_info=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    surprising = [f"missing: {k}" for k in sorted(info.get("missing_keys", ())) if not k.startswith("pooler.")] + [
+        f"size mismatch: {k[0] if isinstance(k, tuple) else k}" for k in info.get("mismatched_keys", ())]
+    if surprising:
+        logging.getLogger(__name__).warning(
+            "%s: weights that did not load as expected (%d): %s", model_dir, len(surprising),
+            "; ".join(surprising[:20]) + (" ..." if len(surprising) > 20 else ""))
     if pooling == "pooler":
         fresh = [key for key in info["missing_keys"] if "pooler" in key]
         if fresh or getattr(model, "pooler", None) is None:
