@@ -181,8 +181,10 @@ class ProjectTrainer(Trainer):
         source = self.train_dataset
         if (self.args.train_sampling_strategy == "group_by_length"
                 and "length" in getattr(source, "column_names", ())):
+            # `[:]`: a list. datasets 5 returns a lazy Column whose every `[i]` is a table lookup (~50 us), and
+            # the sampler sorts by `lengths[i]` each epoch: 16 lookups per step (bench/train.py --overhead).
             return EpochLengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                             source["length"], self.args.data_seed)
+                                             source["length"][:], self.args.data_seed)
         return super()._get_train_sampler(train_dataset)
 
 
