@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import datasets
 import numpy as np
@@ -151,6 +152,27 @@ class SharedCores(TrainerCallback):
 
     def on_prediction_step(self, args, state, control, **kwargs):
         threads.refresh()
+
+
+class TrainingSpeed(TrainerCallback):
+    """Examples per second of this process's trainer.train() (evaluations and checkpoints included), for the
+    train stage's end-of-run line. Examples: the epochs trained here (a resumed run counts from where it
+    resumed) times the train split's rows, so an epoch is its rows however the ranks share it out."""
+
+    def __init__(self, rows: int):
+        self.rows, self.started, self.first_epoch = rows, 0.0, 0.0
+        self.examples, self.seconds = 0, 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started, self.first_epoch = time.perf_counter(), state.epoch or 0.0
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.seconds = time.perf_counter() - self.started
+        self.examples = round(((state.epoch or 0.0) - self.first_epoch) * self.rows)
+
+    def summary(self) -> str:
+        rate = self.examples / self.seconds if self.seconds > 0 else 0.0
+        return f"{self.examples} examples in {self.seconds:.1f} s = {rate:.1f} examples/s"
 
 
 class ProjectTrainer(Trainer):
@@ -331,8 +353,14 @@ def best_eval(trainer: Trainer) -> Optional[dict]:
     return next((e for e in evals if e["step"] == best_step), evals[-1])
 
 
-def train_and_save(paths: PathParams, train: TrainParams, positive_label: Optional[str] = None) -> Optional[dict]:
-    """Train (resuming a matching interrupted run), save the model to paths.model; returns the kept eval entry."""
+class TrainResult(NamedTuple):
+    kept: Optional[dict]  # the eval log entry of the model kept (None without evaluation)
+    speed: TrainingSpeed
+
+
+def train_and_save(paths: PathParams, train: TrainParams, positive_label: Optional[str] = None) -> TrainResult:
+    """Train (resuming a matching interrupted run), save the model to paths.model; returns the kept eval entry
+    and the training speed."""
     tokenized = datasets.load_from_disk(paths.tokenized)
     key = run_key(paths, train, positive_label)
     checkpoint_root = Path(paths.train_dir)
@@ -343,6 +371,8 @@ def train_and_save(paths: PathParams, train: TrainParams, positive_label: Option
         ckpt.start_run(checkpoint_root, key)
     trainer = build_trainer(tokenized, paths.base_model, train, str(run_dir), paths.train_log,
                             positive_label=positive_label)
+    speed = TrainingSpeed(len(tokenized["train"]))
+    trainer.add_callback(speed)
     if trainer.is_world_process_zero():
         ckpt.remove_other_runs(checkpoint_root, keep=key)
         ckpt.remove_incomplete_checkpoints(run_dir)
@@ -357,4 +387,4 @@ def train_and_save(paths: PathParams, train: TrainParams, positive_label: Option
         # Finished: the checkpoints cannot be resumed any more (DVC caches the result instead).
         ckpt.remove_other_runs(checkpoint_root, keep="")
     trainer.accelerator.wait_for_everyone()
-    return kept
+    return TrainResult(kept, speed)
