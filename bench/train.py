@@ -17,9 +17,20 @@ the same shape (77 tokens), so (a) is timed over --baseline-steps steps after 2 
 Quality (--quality): on chABSA, the builtin default model (base_model stage) fine-tuned with (a) and with
 (b) for the same epochs and seeds; prints the valid macro-F1 of both.
 
-    python bench/train.py                       # speed on JCoLA and chABSA (../shared/data), else the sample
-    python bench/train.py --device cuda         # on a GPU
-    python bench/train.py --quality --no-speed  # the quality comparison only
+Overhead (--overhead): per-step time of the project's Trainer (build_trainer exactly as the train stage
+builds it: callbacks, DVCLive curves, class-weighted loss, length-grouped sampler; dev evaluation and
+checkpoints off) against a plain Trainer with default TrainingArguments, on a 1-layer, hidden-64 BERT over
+rows of random ids of one length: the model's arithmetic is small and the same for both, so what differs is
+host work per step. One epoch each, timed from its start, alternating; prints `ratio project / plain`.
+
+Builtin (--builtin): examples/s of the same two on the builtin default model (params.yaml's model.builtin
+sizes, random weights) for each of --sets, one epoch of 16 * --builtin-steps rows.
+
+    python -m bench.train                       # speed on JCoLA and chABSA (../shared/data), else the sample
+    python -m bench.train --device cuda         # on a GPU
+    python -m bench.train --quality --no-speed  # the quality comparison only
+    python -m bench.train --overhead --repeats 5 --threads 1
+    python -m bench.train --builtin --sets jcola chabsa toxic --repeats 3
 
 A cheaper CPU dropout mask (HashDropout) and gradient clipping folded into fused AdamW used to be part of (b).
 Measured on the default builtin model (commit 8882662, `python -m bench.train --builtin --repeats 4
@@ -182,6 +193,13 @@ def project_run(data, model_dir: Path, steps: int, warmup: int, device: torch.de
     return timer
 
 
+def project_precision(device: torch.device) -> str:
+    from stages.common.hardware import resolve_precision
+
+    dtype = resolve_precision(TrainParams.from_project().precision, device)
+    return "fp32" if dtype is None else str(dtype).removeprefix("torch.")
+
+
 def plain_run(data, model_dir: Path, steps: int, warmup: int, device: torch.device) -> StepTimer:
     """A plain Trainer with default TrainingArguments (fp32, random batches, the default optimizer, logging
     every 500 steps), the same rows and DataCollatorWithPadding. disable_tqdm=False is the default at
@@ -235,7 +253,8 @@ def overhead(args, device: torch.device) -> None:
         data = random_id_set(tokenizer, rows, args.overhead_length, 3)
         print(f"overhead: BERT 1 layer, hidden 64, {args.overhead_steps} timed steps of {BATCH} x "
               f"{args.overhead_length} random ids = one epoch, device {device}, "
-              f"{torch.get_num_threads()} threads, {args.repeats} alternating repeats", flush=True)
+              f"{torch.get_num_threads()} threads, {args.repeats} alternating repeats; project precision "
+              f"{project_precision(device)}, plain fp32", flush=True)
         ms = {"project": [], "plain": []}
         for repeat in range(args.repeats):
             for name, run in (("project", project_run), ("plain", plain_run)):
@@ -281,7 +300,8 @@ def builtin(args, device: torch.device) -> None:
             lengths = np.asarray(data["train"]["length"])
             print(f"builtin {name}: {csv} ({len(lengths)} rows, mean {lengths.mean():.1f} tokens); model "
                   f"{size.num_hidden_layers} layers, hidden {size.hidden_size}; one epoch of {steps} steps of {BATCH}, "
-                  f"device {device}, {torch.get_num_threads()} threads", flush=True)
+                  f"device {device}, {torch.get_num_threads()} threads; project precision {project_precision(device)}, "
+                  f"plain fp32", flush=True)
             runs = {"project": [], "plain": []}
             for repeat in range(args.repeats):
                 for label, run in (("project", project_run), ("plain", plain_run)):
