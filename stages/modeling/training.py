@@ -188,9 +188,11 @@ class ProjectTrainer(Trainer):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         inputs = dict(inputs)
         labels = inputs.pop("labels")
+        if self.class_weights.device != labels.device:  # once: a copy per step would be a host-device sync on GPU
+            self.class_weights = self.class_weights.to(labels.device)
         outputs = model(**inputs)
         # Weighted mean (PyTorch's definition); the Trainer divides by the accumulation steps as usual.
-        loss = F.cross_entropy(outputs.logits.float(), labels, weight=self.class_weights.to(labels.device))
+        loss = F.cross_entropy(outputs.logits.float(), labels, weight=self.class_weights)
         return (loss, outputs) if return_outputs else loss
 
     # ---- batches ----
