@@ -133,6 +133,16 @@ def test_selection_sees_the_dev_split_and_never_a_valid_text(tiny_repo, tmp_path
     assert not set(split["valid"]["text"]) & (set(split["dev"]["text"]) | set(split["train"]["text"]))
 
 
+def test_length_grouped_sampler_gets_the_lengths_as_a_list(tiny_repo, tmp_path):
+    """datasets 5 gives a column as a lazy Column, each `[i]` a table read: the per-epoch sort by length did
+    16 of them per step (bench/train.py --overhead). Same values, so the same batch order."""
+    tokenized = datasets.load_from_disk(tiny_repo / "data/tokenized")
+    trainer = build_trainer(tokenized, str(tiny_repo / "data/base_model"), tiny_train(), str(tmp_path))
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, EpochLengthGroupedSampler) and type(sampler.lengths) is list
+    assert sampler.lengths == [len(ids) for ids in tokenized["train"]["input_ids"]]
+
+
 def test_class_weights_reach_the_trainer_loss(tiny_repo, tmp_path, one_thread):
     tokenized = datasets.load_from_disk(tiny_repo / "data/tokenized")
     base_model = str(tiny_repo / "data/base_model")
