@@ -17,9 +17,20 @@ the same shape (77 tokens), so (a) is timed over --baseline-steps steps after 2 
 Quality (--quality): on chABSA, the builtin default model (base_model stage) fine-tuned with (a) and with
 (b) for the same epochs and seeds; prints the valid macro-F1 of both.
 
-    python bench/train.py                       # speed on JCoLA and chABSA (../shared/data), else the sample
-    python bench/train.py --device cuda         # on a GPU
-    python bench/train.py --quality --no-speed  # the quality comparison only
+Overhead (--overhead): per-step time of the project's Trainer (build_trainer exactly as the train stage
+builds it: callbacks, DVCLive curves, class-weighted loss, length-grouped sampler; dev evaluation and
+checkpoints off) against a plain Trainer with default TrainingArguments, on a 1-layer, hidden-64 BERT over
+rows of random ids of one length: the model's arithmetic is small and the same for both, so what differs is
+host work per step. One epoch each, timed from its start, alternating; prints `ratio project / plain`.
+
+Builtin (--builtin): examples/s of the same two on the builtin default model (params.yaml's model.builtin
+sizes, random weights) for each of --sets, one epoch of 16 * --builtin-steps rows.
+
+    python -m bench.train                       # speed on JCoLA and chABSA (../shared/data), else the sample
+    python -m bench.train --device cuda         # on a GPU
+    python -m bench.train --quality --no-speed  # the quality comparison only
+    python -m bench.train --overhead --repeats 5 --threads 1
+    python -m bench.train --builtin --sets jcola chabsa toxic --repeats 3
 
 A cheaper CPU dropout mask (HashDropout) and gradient clipping folded into fused AdamW used to be part of (b).
 Measured on the default builtin model (commit 8882662, `python -m bench.train --builtin --repeats 4
@@ -70,13 +81,14 @@ def dataset_csv(name: str) -> Path:
 
 
 class StepTimer(TrainerCallback):
-    """Wall time of optimizer steps warmup+1 .. warmup+steps (warmup 0: from the start of the first step)."""
+    """Wall time of optimizer steps warmup+1 .. warmup+steps (warmup 0: from the start of the first epoch, so
+    the sampler's order and the first batch, fetched before the first step begins, are counted)."""
 
     def __init__(self, warmup: int, steps: int):
         self.warmup, self.steps, self.start, self.seconds = warmup, steps, None, None
         self.start_cpu, self.cpu_seconds = None, None  # this process's CPU time over the same steps
 
-    def on_step_begin(self, args, state, control, **kwargs):
+    def on_epoch_begin(self, args, state, control, **kwargs):
         if self.warmup == 0 and self.start is None:
             self.start, self.start_cpu = time.perf_counter(), time.process_time()
 
@@ -136,9 +148,10 @@ def time_usual(data, model_dir, tokenizer, steps, warmup, device, padded: bool, 
     return steps * BATCH / timer.seconds
 
 
-def time_project(data, model_dir, steps, warmup, device) -> float:
-    train = TrainParams.from_project(max_steps=warmup + steps, batch_size=BATCH, eval_strategy="no", save_strategy="no",
-                        early_stopping_patience=0, learning_rate=5e-5)
+def time_project(data, model_dir, steps, warmup, device, **overrides) -> float:
+    train = TrainParams.from_project(**{**dict(max_steps=warmup + steps, batch_size=BATCH, eval_strategy="no",
+                                               save_strategy="no", early_stopping_patience=0, learning_rate=5e-5),
+                                        **overrides})
     timer = StepTimer(warmup, steps)
     with tempfile.TemporaryDirectory() as out:
         trainer = build_trainer(data, str(model_dir), train, out, device=device)
@@ -146,6 +159,158 @@ def time_project(data, model_dir, steps, warmup, device) -> float:
         trainer.args.disable_tqdm = True
         trainer.train()
     return steps * BATCH / timer.seconds
+
+
+# ---- per-step host overhead (--overhead) and the builtin model (--builtin) -------------------------------
+
+def project_run(data, model_dir: Path, steps: int, warmup: int, device: torch.device, **overrides) -> StepTimer:
+    """The train stage's Trainer as train_and_save builds it: build_trainer with params.yaml's train section
+    (class-weighted loss, length-grouped sampler, fused AdamW, precision auto, tqdm bar, COMPLETE-marker and
+    SharedCores callbacks, DVCLive curves into a log folder), registered in a core-sharing registry of its own
+    (so SharedCores does its real re-checks without changing the share of other processes on this machine).
+    Only max_steps and the dev-set evaluation / checkpoints are overridden: those run after the last timed
+    step and a plain Trainer has no counterpart of them."""
+    from stages.common import threads
+
+    train = TrainParams.from_project(**{**dict(max_steps=warmup + steps, eval_strategy="no", save_strategy="no",
+                                               early_stopping_patience=0), **overrides})
+    timer = StepTimer(warmup, steps)
+    with tempfile.TemporaryDirectory() as out:
+        registry = Path(out) / "running"
+        registry.mkdir()
+        share = threads.CoreShare(registry, fixed=None)
+        share.register()
+        threads.ACTIVE = share
+        try:
+            share.apply()
+            trainer = build_trainer(data, str(model_dir), train, f"{out}/run", log_dir=f"{out}/curves", device=device)
+            trainer.add_callback(timer)
+            trainer.train()
+        finally:
+            threads.ACTIVE = None
+            share.unregister()
+            share.restore()
+    return timer
+
+
+def project_precision(device: torch.device) -> str:
+    from stages.common.hardware import resolve_precision
+
+    dtype = resolve_precision(TrainParams.from_project().precision, device)
+    return "fp32" if dtype is None else str(dtype).removeprefix("torch.")
+
+
+def plain_run(data, model_dir: Path, steps: int, warmup: int, device: torch.device) -> StepTimer:
+    """A plain Trainer with default TrainingArguments (fp32, random batches, the default optimizer, logging
+    every 500 steps), the same rows and DataCollatorWithPadding. disable_tqdm=False is the default at
+    transformers' default verbosity (this script lowers it to hide load reports), so both show a bar."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    set_seed(42)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(model_dir), num_labels=data["train"].features["label"].num_classes)
+    timer = StepTimer(warmup, steps)
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(output_dir=out, max_steps=warmup + steps, per_device_train_batch_size=BATCH,
+                                 use_cpu=device.type == "cpu", disable_tqdm=False)
+        trainer = Trainer(model=model, args=args, train_dataset=data["train"], processing_class=tokenizer,
+                          data_collator=DataCollatorWithPadding(tokenizer), callbacks=[timer])
+        trainer.train()
+    return timer
+
+
+def random_id_set(tokenizer, rows: int, length: int, n_classes: int, seed: int = 0) -> datasets.DatasetDict:
+    """`rows` sequences of `length` random ids ([CLS] ... [SEP]): every batch has the same shape, so the two
+    configurations do the same arithmetic whatever order their samplers pick."""
+    rng = np.random.default_rng(seed)
+    body = rng.integers(len(tokenizer.all_special_ids), len(tokenizer), size=(rows, length - 2))
+    ids = [[tokenizer.cls_token_id, *row, tokenizer.sep_token_id] for row in body.tolist()]
+    names = [f"class{i}" for i in range(n_classes)]
+    features = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32")),
+                                  "attention_mask": datasets.Sequence(datasets.Value("int8")),
+                                  "length": datasets.Value("int32"), "label": datasets.ClassLabel(names=names)})
+    data = datasets.Dataset.from_dict({"input_ids": ids, "attention_mask": [[1] * length] * rows,
+                                       "length": [length] * rows,
+                                       "label": rng.integers(0, n_classes, size=rows).tolist()}, features=features)
+    return datasets.DatasetDict({"train": data})
+
+
+def overhead(args, device: torch.device) -> None:
+    """Per-step time of the project's Trainer against a plain one on a 1-layer, hidden-64 BERT, where the
+    model's arithmetic is negligible: what differs is host work per step."""
+    rows = BATCH * args.overhead_steps  # one epoch, timed from its start (StepTimer)
+    with tempfile.TemporaryDirectory() as work:
+        tok_dir = Path(work) / "tiny"
+        tok_dir.mkdir()
+        texts = pd.read_csv(REPO / "data/sample/train.csv")["text"].dropna().astype(str).tolist()
+        tokenizer = save_tokenizer(train_wordpiece_vocab(segment(texts), 2000), tok_dir, 512)
+        config = BertConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
+                            intermediate_size=128, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
+                            num_labels=3)
+        set_seed(0)
+        BertForSequenceClassification(config).save_pretrained(str(tok_dir))
+        data = random_id_set(tokenizer, rows, args.overhead_length, 3)
+        print(f"overhead: BERT 1 layer, hidden 64, {args.overhead_steps} timed steps of {BATCH} x "
+              f"{args.overhead_length} random ids = one epoch, device {device}, "
+              f"{torch.get_num_threads()} threads, {args.repeats} alternating repeats; project precision "
+              f"{project_precision(device)}, plain fp32", flush=True)
+        ms = {"project": [], "plain": []}
+        for repeat in range(args.repeats):
+            for name, run in (("project", project_run), ("plain", plain_run)):
+                timer = run(data, tok_dir, args.overhead_steps, 0, device)
+                ms[name].append(1000 * timer.seconds / args.overhead_steps)
+            print(f"  run {repeat + 1}: project {ms['project'][-1]:.2f} ms/step, plain {ms['plain'][-1]:.2f} ms/step",
+                  flush=True)
+        project, plain = float(np.median(ms["project"])), float(np.median(ms["plain"]))
+        print(f"overhead: project {project:.2f} ms/step, plain {plain:.2f} ms/step (medians): "
+              f"ratio project / plain = {project / plain:.2f}x", flush=True)
+
+
+def builtin(args, device: torch.device) -> None:
+    """examples/s of the project's default against a plain Trainer on the builtin default model (params.yaml's
+    model.builtin sizes, random weights: pretraining changes the values, not the speed), one epoch each over
+    the same 16 * steps rows tokenized by its tokenizer at tokenize.max_length, timed from the first step."""
+    from stages.common.params import BuiltinModelParams, TokenizeParams
+    from stages.modeling.builtin import build_builtin
+
+    size, max_length = BuiltinModelParams.from_project(), TokenizeParams.from_project().max_length
+    for name in args.sets:
+        csv = dataset_csv(name)
+        frame = pd.read_csv(csv).dropna(subset=["text", "label"])
+        steps = min(args.builtin_steps, len(frame) // BATCH)
+        frame = frame.sample(n=BATCH * steps, random_state=0)
+        with tempfile.TemporaryDirectory() as work:
+            model_dir = Path(work) / "base_model"
+            model_dir.mkdir()
+            build_builtin(frame["text"].astype(str).tolist(), model_dir, size, steps=0)
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+            encoded = tokenizer(frame["text"].astype(str).tolist(), truncation=True, max_length=max_length)
+            names = sorted(frame["label"].astype(str).unique())
+            features = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32")),
+                                          "attention_mask": datasets.Sequence(datasets.Value("int8")),
+                                          "length": datasets.Value("int32"),
+                                          "label": datasets.ClassLabel(names=names)})
+            data = datasets.DatasetDict({"train": datasets.Dataset.from_dict(
+                {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"],
+                 "length": [len(i) for i in encoded["input_ids"]],
+                 "label": [names.index(str(v)) for v in frame["label"]]}, features=features)})
+            lengths = np.asarray(data["train"]["length"])
+            print(f"builtin {name}: {csv} ({len(lengths)} rows, mean {lengths.mean():.1f} tokens); model "
+                  f"{size.num_hidden_layers} layers, hidden {size.hidden_size}; one epoch of {steps} steps of {BATCH}, "
+                  f"device {device}, {torch.get_num_threads()} threads; project precision {project_precision(device)}, "
+                  f"plain fp32", flush=True)
+            runs = {"project": [], "plain": []}
+            for repeat in range(args.repeats):
+                for label, run in (("project", project_run), ("plain", plain_run)):
+                    runs[label].append(steps * BATCH / run(data, model_dir, steps, 0, device).seconds)
+                print(f"  run {repeat + 1}: project {runs['project'][-1]:.1f}, plain {runs['plain'][-1]:.1f} examples/s",
+                      flush=True)
+            project, plain = float(np.median(runs["project"])), float(np.median(runs["plain"]))
+            print(f"builtin {name}: project {project:.1f} examples/s, plain {plain:.1f} examples/s: "
+                  f"ratio project / plain = {project / plain:.2f}x", flush=True)
 
 
 def speed(args, device: torch.device) -> None:
@@ -283,6 +448,15 @@ def main() -> None:
     parser.add_argument("--plain", action="store_true", help="also time a plain Trainer with dynamic pad + bf16")
     parser.add_argument("--quality", action="store_true", help="also compare chABSA macro-F1 of (a) and (b)")
     parser.add_argument("--no-speed", action="store_true", help="skip the speed part")
+    parser.add_argument("--overhead", action="store_true",
+                        help="per-step host overhead: project vs plain Trainer on a 1-layer, hidden-64 BERT")
+    parser.add_argument("--overhead-steps", type=int, default=200,
+                        help="steps of --overhead: one epoch of 16 * steps rows, timed from its start")
+    parser.add_argument("--overhead-length", type=int, default=32, help="tokens per row of --overhead")
+    parser.add_argument("--builtin", action="store_true",
+                        help="examples/s, project default vs plain Trainer, on the builtin default model (--sets)")
+    parser.add_argument("--builtin-steps", type=int, default=25,
+                        help="steps of --builtin: one epoch of 16 * steps rows (fewer if the set is smaller)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds for --quality (mean reported)")
     parser.add_argument("--first-seed", type=int, default=42, help="first of the --quality seeds")
     args = parser.parse_args()
@@ -290,7 +464,11 @@ def main() -> None:
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if not args.no_speed:
+    if args.overhead:
+        overhead(args, device)
+    if args.builtin:
+        builtin(args, device)
+    if not (args.no_speed or args.overhead or args.builtin):  # the other modes run alone unless asked
         speed(args, device)
     if args.quality:
         quality(args)

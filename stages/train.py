@@ -42,11 +42,11 @@ def main() -> None:
         sys.stdout.flush()
         before_torchrun()  # its ranks share the cores instead of this launcher
         os.execv(sys.executable, torchrun_command(params.train.nproc))
-    kept = train_and_save(params.paths, params.train, params.evaluate.positive_label)
+    kept, speed = train_and_save(params.paths, params.train, params.evaluate.positive_label)
     if int(os.environ.get("RANK", "0")) == 0:
         summary = (f"dev macro-F1 {kept['eval_macro_f1']:.4f}, accuracy {kept['eval_accuracy']:.4f} "
                    f"(step {kept['step']})" if kept else "no evaluation (train.eval_strategy: no)")
-        print(f"train: {summary} -> {params.paths.model}; curves: {params.paths.train_log}")
+        print(f"train: {summary}; {speed.summary()} -> {params.paths.model}; curves: {params.paths.train_log}")
 
 if __name__ == "__main__":
     main()

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 
 import datasets
 import numpy as np
@@ -190,7 +192,7 @@ def test_mteb_protocol_reports_mean_and_spread():
     assert scores["accuracy_mean"] > 0.6 and scores["accuracy_std"] > 0  # 4-shot draws differ
 
 
-def test_baselines_on_separable_data(tmp_path):
+def test_baselines_on_separable_data(tmp_path, capsys):
     words = {0: ["最高", "満足", "素晴らしい"], 1: ["最悪", "不満", "残念"]}
     rows = [(f"この商品は{words[i % 2][i % 3]}でした。{i}番目", i % 2) for i in range(80)]
     features = datasets.Features({"text": datasets.Value("string"),
@@ -211,6 +213,9 @@ def test_baselines_on_separable_data(tmp_path):
     assert tfidf_predicted["valid"].tolist() == split["valid"]["label"]
     assert scores["tfidf"]["valid"]["macro_f1_ci95_low"] == scores["tfidf"]["valid"]["macro_f1_ci95_high"] == 1.0
     assert scores["mteb"]["valid"]["macro_f1_mean"] > 0.8
+    if not os.environ.get("TQDM_DISABLE"):  # progress: one bar over the four fits, run to its end
+        progress = capsys.readouterr().err
+        assert re.search(r"baselines: 100%.*4/4", progress), progress[-2000:]
 
 
 def test_balanced_class_weight_makes_the_regressions_predict_the_rare_class_more_often():

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -130,6 +131,16 @@ def test_selection_sees_the_dev_split_and_never_a_valid_text(tiny_repo, tmp_path
     assert [tuple(ids) for ids in trainer.eval_dataset["input_ids"]] == [tuple(ids) for ids in tokenized["dev"]["input_ids"]]
     assert not {tuple(ids) for ids in tokenized["valid"]["input_ids"]} & set(seen)
     assert not set(split["valid"]["text"]) & (set(split["dev"]["text"]) | set(split["train"]["text"]))
+
+
+def test_length_grouped_sampler_gets_the_lengths_as_a_list(tiny_repo, tmp_path):
+    """datasets 5 gives a column as a lazy Column, each `[i]` a table read: the per-epoch sort by length did
+    16 of them per step (bench/train.py --overhead). Same values, so the same batch order."""
+    tokenized = datasets.load_from_disk(tiny_repo / "data/tokenized")
+    trainer = build_trainer(tokenized, str(tiny_repo / "data/base_model"), tiny_train(), str(tmp_path))
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, EpochLengthGroupedSampler) and type(sampler.lengths) is list
+    assert sampler.lengths == [len(ids) for ids in tokenized["train"]["input_ids"]]
 
 
 def test_class_weights_reach_the_trainer_loss(tiny_repo, tmp_path, one_thread):
@@ -302,6 +313,18 @@ def test_train_dir_holding_other_things_is_refused_and_nothing_is_touched(tiny_r
 
 # ---- SIGKILL mid-epoch, then dvc repro resumes -------------------------------------------------
 
+def trained_examples(stdout: str) -> int:
+    """The examples of the train stage's end-of-run line, checked against its seconds and examples/s."""
+    lines = [line for line in stdout.splitlines() if line.startswith("train: ") and " -> " in line]
+    assert len(lines) == 1, stdout
+    line = lines[0]
+    match = re.search(r"; (\d+) examples in ([\d.]+) s = ([\d.]+) examples/s -> ", line)
+    assert match, line
+    examples, seconds, rate = int(match[1]), float(match[2]), float(match[3])
+    assert seconds > 0 and examples / (seconds + 0.05) - 0.05 <= rate <= examples / max(seconds - 0.05, 1e-9) + 0.05, line
+    return examples
+
+
 def newest_complete_step(repo: Path) -> int:
     steps = [int(p.parent.name.split("-")[1]) for p in repo.glob("checkpoints/train/*/checkpoint-*/COMPLETE")]
     return max(steps, default=0)
@@ -336,6 +359,9 @@ def test_sigkill_mid_epoch_then_repro_resumes_to_identical_result(tiny_repo):
 
     resumed = run_fast(["dvc", "repro"], tiny_repo)
     assert "Running stage 'train'" in resumed.stdout and "resuming from" in resumed.stdout
+    # Its speed counts the steps it trained, not those before the kill.
+    rows = len(datasets.load_from_disk(tiny_repo / "data/tokenized")["train"])
+    assert trained_examples(resumed.stdout) == round((TOTAL_STEPS - killed_at) / STEPS_PER_EPOCH * rows)
     metrics = json.loads((tiny_repo / "data/train_log/metrics.json").read_text())
     reference = json.loads(reference_metrics)
     # Same step count, and the curve rows before the kill replayed from the checkpoint.
@@ -372,6 +398,7 @@ def test_two_cpu_processes_under_torchrun(tiny_repo):
     # Two ranks split each epoch: its ceil(rows / 16) batches are shared out, half of them per rank.
     rows = len(datasets.load_from_disk(tiny_repo / "data/tokenized")["train"])
     assert metrics["train"]["epoch"] == pytest.approx(15 / math.ceil(math.ceil(rows / 16) / 2), abs=1e-4)
+    assert trained_examples(result.stdout) == round(metrics["train"]["epoch"] * rows)  # an epoch = all rows
     assert not list((tiny_repo / "checkpoints/train").iterdir())
     model = AutoModelForSequenceClassification.from_pretrained(tiny_repo / "data/model")
     assert model.config.id2label == {0: "negative", 1: "neutral", 2: "positive"}

@@ -157,17 +157,24 @@ def run_baselines(split: datasets.DatasetDict, embeddings_dir: str | Path,
     vector_sets = {name: (vectors[name], np.asarray(split[name]["label"])) for name in evaluated}
     text_sets = {name: (split[name]["text"], np.asarray(split[name]["label"])) for name in evaluated}
     train = vectors["train"]
-    tfidf, tfidf_predicted = tfidf_baseline(
-        split["train"]["text"], train_labels, text_sets, n_classes, params.tfidf.word_ngram_max,
-        params.tfidf.char_ngram_max, params.tfidf.c, params.tfidf.max_iter, params.seed, params.class_weight)
-    return {
-        "tfidf": tfidf,
-        "probe": linear_probe(train, train_labels, vector_sets, n_classes, params.probe.max_iter, params.seed,
-                              params.class_weight),
-        "mteb": mteb_protocol(train, train_labels, vector_sets, n_classes, params.mteb.n_experiments,
-                              params.mteb.samples_per_label, params.mteb.max_iter, params.seed),
-        "knn": knn(train, train_labels, vector_sets, n_classes, params.knn.k),
-    }, tfidf_predicted
+    fits = {
+        "tfidf": lambda: tfidf_baseline(
+            split["train"]["text"], train_labels, text_sets, n_classes, params.tfidf.word_ngram_max,
+            params.tfidf.char_ngram_max, params.tfidf.c, params.tfidf.max_iter, params.seed, params.class_weight),
+        "probe": lambda: linear_probe(train, train_labels, vector_sets, n_classes, params.probe.max_iter, params.seed,
+                                      params.class_weight),
+        "mteb": lambda: mteb_protocol(train, train_labels, vector_sets, n_classes, params.mteb.n_experiments,
+                                      params.mteb.samples_per_label, params.mteb.max_iter, params.seed),
+        "knn": lambda: knn(train, train_labels, vector_sets, n_classes, params.knn.k),
+    }
+    scores = {}
+    # One bar over the fits (TF-IDF's MeCab pass and the MTEB repeats have their own): each can take minutes.
+    with tqdm(fits.items(), desc="baselines", unit="baseline") as bar:
+        for name, fit in bar:
+            bar.set_postfix_str(name, refresh=True)
+            scores[name] = fit()
+    scores["tfidf"], tfidf_predicted = scores["tfidf"]
+    return scores, tfidf_predicted
 
 
 def predictions_table(predicted: dict[str, np.ndarray], names: list[str]) -> pd.DataFrame:

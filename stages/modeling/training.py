@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import datasets
 import numpy as np
@@ -153,6 +154,27 @@ class SharedCores(TrainerCallback):
         threads.refresh()
 
 
+class TrainingSpeed(TrainerCallback):
+    """Examples per second of this process's trainer.train() (evaluations and checkpoints included), for the
+    train stage's end-of-run line. Examples: the epochs trained here (a resumed run counts from where it
+    resumed) times the train split's rows, so an epoch is its rows however the ranks share it out."""
+
+    def __init__(self, rows: int):
+        self.rows, self.started, self.first_epoch = rows, 0.0, 0.0
+        self.examples, self.seconds = 0, 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started, self.first_epoch = time.perf_counter(), state.epoch or 0.0
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.seconds = time.perf_counter() - self.started
+        self.examples = round(((state.epoch or 0.0) - self.first_epoch) * self.rows)
+
+    def summary(self) -> str:
+        rate = self.examples / self.seconds if self.seconds > 0 else 0.0
+        return f"{self.examples} examples in {self.seconds:.1f} s = {rate:.1f} examples/s"
+
+
 class ProjectTrainer(Trainer):
     """Trainer with class-weighted loss and a resumable length-grouped sampler."""
 
@@ -166,9 +188,11 @@ class ProjectTrainer(Trainer):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         inputs = dict(inputs)
         labels = inputs.pop("labels")
+        if self.class_weights.device != labels.device:  # once: a copy per step would be a host-device sync on GPU
+            self.class_weights = self.class_weights.to(labels.device)
         outputs = model(**inputs)
         # Weighted mean (PyTorch's definition); the Trainer divides by the accumulation steps as usual.
-        loss = F.cross_entropy(outputs.logits.float(), labels, weight=self.class_weights.to(labels.device))
+        loss = F.cross_entropy(outputs.logits.float(), labels, weight=self.class_weights)
         return (loss, outputs) if return_outputs else loss
 
     # ---- batches ----
@@ -181,8 +205,10 @@ class ProjectTrainer(Trainer):
         source = self.train_dataset
         if (self.args.train_sampling_strategy == "group_by_length"
                 and "length" in getattr(source, "column_names", ())):
+            # `[:]`: a list. datasets 5 returns a lazy Column whose every `[i]` is a table lookup (~50 us), and
+            # the sampler sorts by `lengths[i]` each epoch: 16 lookups per step (bench/train.py --overhead).
             return EpochLengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                             source["length"], self.args.data_seed)
+                                             source["length"][:], self.args.data_seed)
         return super()._get_train_sampler(train_dataset)
 
 
@@ -329,8 +355,14 @@ def best_eval(trainer: Trainer) -> Optional[dict]:
     return next((e for e in evals if e["step"] == best_step), evals[-1])
 
 
-def train_and_save(paths: PathParams, train: TrainParams, positive_label: Optional[str] = None) -> Optional[dict]:
-    """Train (resuming a matching interrupted run), save the model to paths.model; returns the kept eval entry."""
+class TrainResult(NamedTuple):
+    kept: Optional[dict]  # the eval log entry of the model kept (None without evaluation)
+    speed: TrainingSpeed
+
+
+def train_and_save(paths: PathParams, train: TrainParams, positive_label: Optional[str] = None) -> TrainResult:
+    """Train (resuming a matching interrupted run), save the model to paths.model; returns the kept eval entry
+    and the training speed."""
     tokenized = datasets.load_from_disk(paths.tokenized)
     key = run_key(paths, train, positive_label)
     checkpoint_root = Path(paths.train_dir)
@@ -341,6 +373,8 @@ def train_and_save(paths: PathParams, train: TrainParams, positive_label: Option
         ckpt.start_run(checkpoint_root, key)
     trainer = build_trainer(tokenized, paths.base_model, train, str(run_dir), paths.train_log,
                             positive_label=positive_label)
+    speed = TrainingSpeed(len(tokenized["train"]))
+    trainer.add_callback(speed)
     if trainer.is_world_process_zero():
         ckpt.remove_other_runs(checkpoint_root, keep=key)
         ckpt.remove_incomplete_checkpoints(run_dir)
@@ -355,4 +389,4 @@ def train_and_save(paths: PathParams, train: TrainParams, positive_label: Option
         # Finished: the checkpoints cannot be resumed any more (DVC caches the result instead).
         ckpt.remove_other_runs(checkpoint_root, keep="")
     trainer.accelerator.wait_for_everyone()
-    return kept
+    return TrainResult(kept, speed)
