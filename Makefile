@@ -33,9 +33,9 @@ repro: setup
 test: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n auto --dist loadfile
 
-# Fast tier only: in-process unit tests, no pipeline or training runs (well under two minutes).
+# Fast tier only: in-process unit tests, no pipeline or training runs (under a minute on 2 cores).
 test-fast: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -m "not slow"
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n auto --dist loadfile -m "not slow"
 
 # Every experiment (`dvc exp show`) with its headline metrics and the params that differ, in < 100 columns.
 compare: setup
