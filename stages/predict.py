@@ -376,8 +376,21 @@ def load_classifier(model_dir: str):
 
     # The "Loading weights" bar and load report of a small local model are noise in a command's output;
     # what matters in them (missing weights) becomes an error below.
+    # Only for this load: predict.run is also called in-process (notebooks, tests).
+    verbosity, bars = transformers_logging.get_verbosity(), transformers_logging.is_progress_bar_enabled()
     transformers_logging.disable_progress_bar()
     transformers_logging.set_verbosity_error()
+    try:
+        return _load_checked_classifier(model_dir)
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+        if bars:
+            transformers_logging.enable_progress_bar()
+
+
+def _load_checked_classifier(model_dir: str):
+    from transformers import AutoModelForSequenceClassification
+
     files = check_model_dir(model_dir, model_dir, MODEL_HINT)
     architectures = files.config.architectures or []
     if not any(name.endswith("ForSequenceClassification") for name in architectures):

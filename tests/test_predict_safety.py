@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from transformers.utils import logging as transformers_logging
 
 from stages import predict
 from stages.modeling.model_dir import copy_model_dir
@@ -176,8 +177,10 @@ def test_output_checks_use_the_model_dir_argument_however_it_is_spelled(workdir)
 
 def test_force_replaces_only_the_named_file(workdir):
     before = tree_state(workdir)
+    verbosity = transformers_logging.get_verbosity()
     result = predict_cli(workdir, "model", *INPUT, "-o", "existing.csv", "--force")
     assert result.returncode == 0, result.stderr
+    assert transformers_logging.get_verbosity() == verbosity  # quiet for its load only: callers keep their level
     written = csv_rows((workdir / "existing.csv").read_text(encoding="utf-8"))
     assert written["id"].tolist() == [f"doc-{i}" for i in range(len(TEXTS))] and written["text"].tolist() == TEXTS
     after = tree_state(workdir)
