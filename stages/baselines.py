@@ -15,8 +15,10 @@ from stages.common.threads import shares_cores
 from stages.evaluation.baselines import (
     METRICS_FILE,
     PREDICTIONS_FILE,
+    PROBABILITIES_FILE,
     predictions_table,
     run_baselines,
+    save_tfidf_probabilities,
 )
 from stages.evaluation.metrics import rounded
 
@@ -27,10 +29,11 @@ def main() -> None:
     params = load_params()
     check_outputs(params, "baselines")
     split = datasets.load_from_disk(params.paths.split)
-    scores, tfidf_predicted = run_baselines(split, params.paths.embeddings, params.baselines)
+    scores, tfidf_predicted, tfidf_probabilities = run_baselines(split, params.paths.embeddings, params.baselines)
     scores = rounded(scores)
     names = split["train"].features["label"].names
     write_csv(spreadsheet_safe(predictions_table(tfidf_predicted, names)), f"{params.paths.baselines}/{PREDICTIONS_FILE}")
+    save_tfidf_probabilities(tfidf_probabilities, f"{params.paths.baselines}/{PROBABILITIES_FILE}")
     write_json(f"{params.paths.baselines}/{METRICS_FILE}", scores, sort_keys=False)
     valid = {name: scores[name]["valid"] for name in scores}
     print(f"baselines: valid macro-F1 probe {valid['probe']['macro_f1']:.4f}, "

@@ -40,12 +40,12 @@ def main() -> None:
         before_torchrun()  # its ranks share the cores instead of this launcher
         os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone",
                                   f"--nproc_per_node={params.train.nproc}", "-m", "stages.cv_train", "--fold", str(fold)])
-    metrics = train_fold(params, fold)
+    metrics, speed = train_fold(params, fold)
     if metrics is not None:
         dev = (f"dev macro-F1 {metrics['dev']['macro_f1']:.4f} (step {metrics['dev']['step']}), " if metrics["dev"]
                else "")
         print(f"cv_train: fold {fold}: {dev}held-out macro-F1 {metrics['heldout']['macro_f1']:.4f} on "
-              f"{metrics['rows']['heldout']} rows -> {params.paths.cv}/fold_{fold}")
+              f"{metrics['rows']['heldout']} rows; {speed.summary()} -> {params.paths.cv}/fold_{fold}")
 
 
 if __name__ == "__main__":

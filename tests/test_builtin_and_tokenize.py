@@ -79,3 +79,47 @@ def test_masked_only_head_gives_the_masked_lm_loss_of_transformers(builtin_dir):
     assert (batch["labels"] != -100).any()
     with torch.no_grad():
         torch.testing.assert_close(masked_lm_loss(model, batch), model(**batch).loss, rtol=1e-5, atol=1e-6)
+
+
+def test_cls_bag_of_words_loss_is_the_masked_lm_loss_plus_cls_predicting_its_texts_pieces(builtin_dir):
+    from transformers import BertForMaskedLM, DataCollatorForLanguageModeling
+
+    from stages.modeling.builtin import masked_lm_and_cls_loss, masked_lm_loss
+
+    tokenizer = AutoTokenizer.from_pretrained(str(builtin_dir))
+    model = BertForMaskedLM.from_pretrained(str(builtin_dir)).eval()
+    texts = ["この商品はとても良かったです。", "配送が遅くて残念でした。"]
+    plain = tokenizer(texts)["input_ids"]
+    batch = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.3, seed=0)([{"input_ids": i} for i in plain])
+    special = torch.tensor(sorted(set(tokenizer.all_special_ids)))
+    with torch.no_grad():
+        total = masked_lm_and_cls_loss(model, batch, special)
+        # by hand: per text, the mean over its unmasked pieces (no [CLS]/[SEP]/[PAD]) of -log p([CLS] -> piece)
+        cls = model.bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state[:, 0]
+        log_probs = torch.log_softmax(model.cls(cls), dim=-1)
+        bag = torch.stack([-log_probs[row, [i for i in ids if i not in special.tolist()]].mean()
+                           for row, ids in enumerate(plain)]).mean()
+        torch.testing.assert_close(total, masked_lm_loss(model, batch) + bag, rtol=1e-5, atol=1e-5)
+
+
+def test_length_grouped_pretraining_covers_every_text_once_and_pads_less():
+    import numpy as np
+    import torch
+
+    from stages.modeling.builtin import pretraining_order
+
+    lengths = np.random.default_rng(0).integers(5, 200, size=1000).tolist()
+    grouped = pretraining_order(lengths, 32, True, torch.Generator().manual_seed(1))
+    plain = pretraining_order(lengths, 32, False, torch.Generator().manual_seed(1))
+    assert sorted(grouped) == sorted(plain) == list(range(1000))
+
+    def padded(order):
+        return sum(max(lengths[i] for i in order[s:s + 32]) * len(order[s:s + 32]) for s in range(0, len(order), 32))
+
+    # uniform lengths 5..199: random batches pad to about 1.9x the tokens, grouped ones to about 1.2x
+    assert padded(grouped) < 1.25 * sum(lengths) < 0.7 * padded(plain)
+    # off: the plain random permutation of the seed, as before the switch existed
+    assert plain == torch.randperm(1000, generator=torch.Generator().manual_seed(1)).tolist()
+    # batches are shuffled, not served longest-first
+    firsts = [max(lengths[i] for i in grouped[s:s + 32]) for s in range(0, 1000, 32)]
+    assert firsts != sorted(firsts, reverse=True)

@@ -3,6 +3,7 @@ the end-to-end checks below, plus in-process checks of the fold assignment, out-
 from __future__ import annotations
 
 import json
+import re
 
 import datasets
 import numpy as np
@@ -124,6 +125,9 @@ def test_one_stage_per_fold_runs_then_a_second_repro_skips_all(cv_repo):
     repo, first, second = cv_repo
     for fold in FOLDS:
         assert f"Running stage 'cv_train@{fold}'" in first
+        # each fold ends with its held-out score and its training speed
+        assert re.search(rf"cv_train: fold {fold}: .*held-out macro-F1 [0-9.]+ on \d+ rows; \d+ examples in "
+                         r"[0-9.]+ s = [0-9.]+ examples/s", first), first
     assert "Running stage 'cv_train@4'" not in first
     assert "Running stage" not in second, second
 

@@ -198,19 +198,25 @@ def test_baselines_on_separable_data(tmp_path, capsys):
     features = datasets.Features({"text": datasets.Value("string"),
                                   "label": datasets.ClassLabel(names=["positive", "negative"])})
     split = datasets.DatasetDict({
-        "train": datasets.Dataset.from_dict({"text": [t for t, _ in rows[:60]], "label": [l for _, l in rows[:60]]}, features=features),
+        "train": datasets.Dataset.from_dict({"text": [t for t, _ in rows[:50]], "label": [l for _, l in rows[:50]]}, features=features),
+        "dev": datasets.Dataset.from_dict({"text": [t for t, _ in rows[50:60]], "label": [l for _, l in rows[50:60]]}, features=features),
         "valid": datasets.Dataset.from_dict({"text": [t for t, _ in rows[60:]], "label": [l for _, l in rows[60:]]}, features=features),
     })
     rng = np.random.default_rng(0)
     for name, part in split.items():
         labels = np.asarray(part["label"])
         np.save(tmp_path / f"{name}.npy", (rng.normal(size=(len(labels), 8)) + 3 * labels[:, None]).astype(np.float32))
-    scores, tfidf_predicted = run_baselines(split, tmp_path, BaselinesParams.from_project())
+    scores, tfidf_predicted, tfidf_probabilities = run_baselines(split, tmp_path, BaselinesParams.from_project())
     assert set(scores) == {"probe", "mteb", "knn", "tfidf"}
     for name in ("probe", "knn", "tfidf"):
         assert scores[name]["valid"]["macro_f1"] > 0.9, name
     assert scores["tfidf"]["valid"]["macro_f1"] == 1.0  # the class words never overlap
     assert tfidf_predicted["valid"].tolist() == split["valid"]["label"]
+    # probabilities for the scored splits and for dev (the blend's selection split), rows summing to 1
+    assert set(tfidf_probabilities) == {"valid", "dev"}
+    for name, rows in tfidf_probabilities.items():
+        assert rows.shape == (len(split[name]), 2) and np.allclose(rows.sum(axis=1), 1)
+    assert tfidf_probabilities["valid"].argmax(axis=1).tolist() == split["valid"]["label"]
     assert scores["tfidf"]["valid"]["macro_f1_ci95_low"] == scores["tfidf"]["valid"]["macro_f1_ci95_high"] == 1.0
     assert scores["mteb"]["valid"]["macro_f1_mean"] > 0.8
     if not os.environ.get("TQDM_DISABLE"):  # progress: one bar over the four fits, run to its end

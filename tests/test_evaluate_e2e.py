@@ -168,3 +168,32 @@ def test_exp_run_shows_changed_metrics_and_plots_render(committed_run):
 
     run(["dvc", "plots", "diff", "HEAD", "-o", "plots_diff"], repo)
     assert "data_eval_reliability_csv" in (repo / "plots_diff/index.html").read_text()
+
+
+def test_blend_weight_comes_from_dev_alone_and_its_valid_score_from_that_weight(committed_run):
+    import datasets
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from stages.evaluation.blend import choose_model_weight
+    from stages.modeling.inference import predict_proba
+
+    metrics = json.loads((committed_run / "data/eval/metrics.json").read_text())
+    blend = metrics["blend"]
+    split = datasets.load_from_disk(str(committed_run / "data/split"))
+    tokenized = datasets.load_from_disk(str(committed_run / "data/tokenized"))
+    tfidf = np.load(committed_run / "data/baselines/tfidf_probabilities.npz")
+    assert set(tfidf.files) == {"dev", "valid"}
+    model = AutoModelForSequenceClassification.from_pretrained(committed_run / "data/model")
+    model_dev = predict_proba(model, tokenized["dev"]["input_ids"], 64, torch.device("cpu"))
+    # Only dev texts, their gold labels and both sides' dev probabilities decide the weight.
+    assert blend["model_weight"] == choose_model_weight(np.asarray(split["dev"]["label"]), model_dev, tfidf["dev"],
+                                                        len(NAMES))
+    predictions = pd.read_csv(committed_run / "data/eval/predictions.csv")
+    valid = predictions[predictions["split"] == "valid"]
+    model_valid = valid[[f"p_{n}" for n in NAMES]].to_numpy()
+    w = blend["model_weight"]
+    blended = np.array(NAMES)[(w * model_valid + (1 - w) * tfidf["valid"]).argmax(axis=1)]
+    assert blend["valid"]["macro_f1"] == pytest.approx(f1_score(valid["gold"], blended, average="macro"), abs=1e-6)
+    report = (committed_run / "data/eval/report.md").read_text()
+    assert "blend: fine-tuned model and TF-IDF probabilities, weight chosen on dev" in report

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 from pydantic import BaseModel
 
 from stages.common.errors import UserError
@@ -50,7 +51,20 @@ def test_sections_from_project_are_the_params_file_values():
     raw = project_raw()
     assert TrainParams.from_project() == project_params().train
     assert TrainParams.from_project(epochs=2).epochs == 2
-    assert TrainParams.from_project().learning_rate == raw["train"]["learning_rate"]
+    assert TrainParams.from_project().weight_decay == raw["train"]["weight_decay"]
+
+
+def test_auto_learning_rate_depends_on_the_model_and_a_number_is_kept():
+    from stages.common.params import AUTO_LEARNING_RATE
+
+    assert project_params({"train": {"learning_rate": "auto"}}).train.learning_rate == AUTO_LEARNING_RATE["builtin"]
+    hub = project_params({"train": {"learning_rate": "auto"}, "model": {"name": "tohoku-nlp/bert-base-japanese-v3"}})
+    assert hub.train.learning_rate == AUTO_LEARNING_RATE["pretrained"] < AUTO_LEARNING_RATE["builtin"]
+    assert project_params({"train": {"learning_rate": 0.002}}).train.learning_rate == 0.002
+    # YAML reads 1e-4 (no dot) as a string; it is the number users mean
+    assert parse_params(deep_update(project_raw(), yaml.safe_load("train: {learning_rate: 1e-4}"))).train.learning_rate == 1e-4
+    with pytest.raises(UserError, match=r"train.learning_rate: must be auto or a finite number > 0"):
+        project_params({"train": {"learning_rate": "fast"}})
 
 
 @pytest.mark.parametrize("raw, fragment", [
@@ -58,7 +72,7 @@ def test_sections_from_project_are_the_params_file_values():
     ({"embed": {"poolin": "cls"}}, "did you mean 'embed.pooling'"),
     ({"train": {"epochs": 0}}, "train.epochs"),
     ({"train": {"epochs": float("inf")}}, "train.epochs: must be a finite number"),
-    ({"train": {"learning_rate": float("inf")}}, "train.learning_rate: must be a finite number"),
+    ({"train": {"learning_rate": float("inf")}}, "train.learning_rate: must be auto or a finite number"),
     ({"split": {"valid_size": float("nan")}}, "split.valid_size: must be a finite number"),
     ({"model": {"builtin": {"hidden_size": 30, "num_attention_heads": 4}}}, "must divide hidden_size"),
     ({"data": {"label_names": ["a", "a"]}}, "distinct"),

@@ -363,3 +363,12 @@ def test_dvc_artifacts_get_downloads_the_release(repo, tmp_path):
     assert sorted(p.name for p in target.iterdir()) == sorted(p.name for p in release.iterdir())
     assert (target / "README.md").read_bytes() == (release / "README.md").read_bytes()
     assert (target / "model.safetensors").read_bytes() == (release / "model.safetensors").read_bytes()
+
+
+def test_model_card_names_the_word_vectors_and_their_licences_only_when_used():
+    base = {"source": "builtin", "pretrain_steps": 300, "model_type": "bert", "word_vectors": "none"}
+    plain = "\n".join(model_card.base_model_lines(base))
+    assert "no external weights" in plain and "chiVe" not in plain
+    with_vectors = "\n".join(model_card.base_model_lines({**base, "word_vectors": "chive (ja-ginza 5.3.0)"}))
+    assert "no external weights" not in with_vectors
+    assert "chiVe" in with_vectors and "Apache License 2.0" in with_vectors and "MIT License" in with_vectors

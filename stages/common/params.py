@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PositiveFloat,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -132,6 +133,13 @@ class BuiltinModelParams(Section):
     pretrain_lr_schedule: Literal["linear", "cosine"] = Field(
         description="Decay of the pretraining LR to 0 over model.pretrain_steps, after the warmup.")
     pretrain_warmup_ratio: float = Field(ge=0, lt=1, description="Share of the pretraining steps with linear LR warmup.")
+    cls_objective: Literal["bag_of_words", "none"] = Field(
+        description="bag_of_words: in pretraining, the [CLS] vector also predicts the word pieces of its text (through "
+        "the masked-LM head), so the vector the classifier reads summarises the text from the first fine-tuning step; "
+        "none: masked LM only.")
+    pretrain_group_by_length: bool = Field(
+        description="Pretraining batches of texts of similar length (shuffled groups of 50 batches sorted by length, "
+        "then the batches shuffled): less padding, the same texts per pass. false: plain random batches.")
     word_vectors: Literal["chive", "none"] = Field(
         description="chive: start the word embeddings from chiVe vectors (Works Applications, Apache-2.0; read "
         "from the ja-ginza 5.3.0 wheel: `pip install --no-deps ja-ginza==5.3.0`), projected to hidden_size; "
@@ -191,10 +199,18 @@ def _scheduler_names() -> list[str]:
     return [s.value for s in SchedulerType]
 
 
+# train.learning_rate: auto. The builtin model is small and pretrained briefly: at 1e-4 it was still underfitting
+# after 5 epochs on chABSA (valid macro-F1 0.69; 5e-4: 0.71, 1e-3 diverged; docs/results.md). A pretrained BERT-base
+# needs the usual 5e-5 (5e-4 would wreck its pretrained weights).
+AUTO_LEARNING_RATE = {"builtin": 5e-4, "pretrained": 5e-5}
+
+
 class TrainParams(Section):
     epochs: float = Field(gt=0, description="Training epochs.")
     max_steps: int = Field(description="If > 0, stop after this many optimizer steps (overrides epochs).")
-    learning_rate: float = Field(gt=0, description="Peak learning rate.")
+    learning_rate: Literal["auto"] | PositiveFloat = Field(
+        description=f"Peak learning rate; auto: {AUTO_LEARNING_RATE['builtin']:g} for the builtin model, "
+        f"{AUTO_LEARNING_RATE['pretrained']:g} for a pretrained one (hub id or local directory).")
     batch_size: int = Field(ge=1, description="Training batch size per device.")
     eval_batch_size: int = Field(ge=1, description="Evaluation batch size per device.")
     gradient_accumulation_steps: int = Field(ge=1, description="Batches per optimizer step.")
@@ -251,6 +267,31 @@ class TrainParams(Section):
         return value
 
 
+    @field_validator("learning_rate", mode="before")
+    @classmethod
+    def _auto_or_positive(cls, value: Any) -> Any:
+        if value == "auto":
+            return value
+        if isinstance(value, str):  # YAML reads `1e-4` (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf"):
+            return float(value)
+        raise ValueError("must be auto or a finite number > 0 (e.g. 0.0005)")
+
+    def for_model(self, model_name: str) -> "TrainParams":
+        """This section with `learning_rate: auto` replaced by the number for `model_name` (model.name)."""
+        if self.learning_rate != "auto":
+            return self
+        kind = "builtin" if model_name == "builtin" else "pretrained"
+        return self.model_copy(update={"learning_rate": AUTO_LEARNING_RATE[kind]})
+
+    @classmethod
+    def from_project(cls, **overrides: Any) -> "TrainParams":
+        return super().from_project(**overrides).for_model(project_raw()["model"]["name"])
+
 class EvaluateParams(Section):
     positive_label: Optional[str] = Field(
         description="Positive class of a binary task (F1, ROC-AUC, AP); default: the second label name.")
@@ -258,6 +299,9 @@ class EvaluateParams(Section):
     embedding_map: Literal["pca", "tsne"] = Field(description="2-D projection of the embed stage's vectors.")
     map_max_points: int = Field(ge=10, description="Points drawn on the embedding map (a fixed random subset beyond it).")
     report_errors: int = Field(ge=0, description="Most confident wrong predictions listed in the report.")
+    blend_tfidf: bool = Field(
+        description="Also score w x fine-tuned + (1 - w) x TF-IDF probabilities as `blend.*`, with w chosen on the dev "
+        "split (never valid); the fine-tuned model's own scores are unchanged.")
     seed: int = Field(description="Seed of the map's subset and t-SNE.")
 
 
@@ -348,6 +392,11 @@ class Params(Section):
     package: PackageParams = Field(description="The release directory's model card.")
     baselines: BaselinesParams = Field(description="Classical and frozen-embedding baselines scored on the same split.")
     paths: PathParams = Field(description="Where each stage writes its outputs (inside the project).")
+
+    @model_validator(mode="after")
+    def _resolve_auto_learning_rate(self) -> "Params":
+        self.train = self.train.for_model(self.model.name)
+        return self
 
 
 def _fields_at(loc: tuple) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import unicodedata
 import warnings
 from pathlib import Path
+from typing import Optional
 
 import datasets
 import numpy as np
@@ -25,6 +26,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from tqdm.auto import tqdm
 
 from stages.common.errors import UserError
+from stages.common.outputs import atomic_file
 from stages.common.params import BaselinesParams
 from stages.dataset.japanese import mecab_words, prepare_texts
 from stages.evaluation.metrics import classification_scores
@@ -34,6 +36,7 @@ from stages.evaluation.significance import metric_intervals
 COMPARED = ("macro_f1", "accuracy")
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"  # TF-IDF's label per scored text, for paired comparisons with the model
+PROBABILITIES_FILE = "tfidf_probabilities.npz"  # TF-IDF's class probabilities on dev and the scored splits (blend)
 
 
 def compared_scores(gold: np.ndarray, predicted: np.ndarray, n_classes: int) -> dict[str, float]:
@@ -119,7 +122,8 @@ def tfidf_features(word_ngram_max: int, char_ngram_max: int):
 
 def tfidf_baseline(train_texts: list[str], train_labels: np.ndarray, eval_sets: dict[str, tuple[list[str], np.ndarray]],
                    n_classes: int, word_ngram_max: int, char_ngram_max: int, c: float, max_iter: int, seed: int,
-                   class_weight: str = "none") -> dict:
+                   class_weight: str = "none", unscored: Optional[dict[str, list[str]]] = None) -> tuple:
+    """(scores per eval set, predicted class per eval set, class probabilities per eval and `unscored` set)."""
     words, chars = tfidf_features(word_ngram_max, char_ngram_max)
 
     def features(texts: list[str], fit: bool):
@@ -132,9 +136,15 @@ def tfidf_baseline(train_texts: list[str], train_labels: np.ndarray, eval_sets: 
         return scipy.sparse.hstack(parts).tocsr()
 
     model = fit_quietly(logistic_regression(max_iter, seed, c, class_weight), features(train_texts, fit=True), train_labels)
-    predicted = {name: model.predict(features(texts, fit=False)) for name, (texts, _) in eval_sets.items()}
+    predicted, probabilities = {}, {}
+    for name, texts in {**{n: t for n, (t, _) in eval_sets.items()}, **(unscored or {})}.items():
+        matrix = features(texts, fit=False)
+        probabilities[name] = np.zeros((len(texts), n_classes))
+        probabilities[name][:, model.classes_] = model.predict_proba(matrix)  # a class absent from train stays 0
+        if name in eval_sets:
+            predicted[name] = model.predict(matrix)
     scores = {name: scores_with_interval(gold, predicted[name], n_classes) for name, (_, gold) in eval_sets.items()}
-    return scores, predicted
+    return scores, predicted, probabilities
 
 
 def scored_splits(split: datasets.DatasetDict) -> list[str]:
@@ -142,8 +152,9 @@ def scored_splits(split: datasets.DatasetDict) -> list[str]:
 
 
 def run_baselines(split: datasets.DatasetDict, embeddings_dir: str | Path,
-                  params: BaselinesParams) -> tuple[dict, dict[str, np.ndarray]]:
-    """(scores per baseline and split, TF-IDF's predicted class index per text of each scored split)."""
+                  params: BaselinesParams) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(scores per baseline and split, TF-IDF's predicted class index per text of each scored split, TF-IDF's class
+    probabilities per text of each scored split and of dev: what the evaluate stage's blend reads)."""
     names = split["train"].features["label"].names
     n_classes = len(names)
     train_labels = np.asarray(split["train"]["label"])
@@ -160,7 +171,8 @@ def run_baselines(split: datasets.DatasetDict, embeddings_dir: str | Path,
     fits = {
         "tfidf": lambda: tfidf_baseline(
             split["train"]["text"], train_labels, text_sets, n_classes, params.tfidf.word_ngram_max,
-            params.tfidf.char_ngram_max, params.tfidf.c, params.tfidf.max_iter, params.seed, params.class_weight),
+            params.tfidf.char_ngram_max, params.tfidf.c, params.tfidf.max_iter, params.seed, params.class_weight,
+            unscored={name: split[name]["text"] for name in ("dev",) if name in split}),
         "probe": lambda: linear_probe(train, train_labels, vector_sets, n_classes, params.probe.max_iter, params.seed,
                                       params.class_weight),
         "mteb": lambda: mteb_protocol(train, train_labels, vector_sets, n_classes, params.mteb.n_experiments,
@@ -173,14 +185,30 @@ def run_baselines(split: datasets.DatasetDict, embeddings_dir: str | Path,
         for name, fit in bar:
             bar.set_postfix_str(name, refresh=True)
             scores[name] = fit()
-    scores["tfidf"], tfidf_predicted = scores["tfidf"]
-    return scores, tfidf_predicted
+    scores["tfidf"], tfidf_predicted, tfidf_probabilities = scores["tfidf"]
+    return scores, tfidf_predicted, tfidf_probabilities
 
 
 def predictions_table(predicted: dict[str, np.ndarray], names: list[str]) -> pd.DataFrame:
     """One row per scored text, in split order: split, tfidf (the predicted class name)."""
     return pd.concat([pd.DataFrame({"split": name, "tfidf": [names[i] for i in rows]}) for name, rows in predicted.items()],
                      ignore_index=True)
+
+
+def save_tfidf_probabilities(probabilities: dict[str, np.ndarray], path: str | Path) -> None:
+    with atomic_file(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **probabilities)
+
+
+def load_tfidf_probabilities(directory: str | Path, split: str, n_rows: int) -> np.ndarray | None:
+    """TF-IDF's class probabilities per text of `split` (baselines stage), or None if it has none for that split."""
+    path = Path(directory) / PROBABILITIES_FILE
+    if not path.is_file():
+        return None
+    with np.load(path) as stored:
+        rows = stored[split] if split in stored.files else None
+    return rows if rows is not None and len(rows) == n_rows else None
 
 
 def load_tfidf_predictions(directory: str | Path, split: str, n_rows: int) -> list[str] | None:

@@ -36,7 +36,8 @@ from stages.common.params import EvaluateParams, Params
 from stages.common.spreadsheet import spreadsheet_safe
 from stages.evaluation import plots, report
 from stages.evaluation.baselines import METRICS_FILE as BASELINE_METRICS
-from stages.evaluation.baselines import load_tfidf_predictions
+from stages.evaluation.baselines import load_tfidf_predictions, load_tfidf_probabilities
+from stages.evaluation.blend import blend_metrics, choose_model_weight
 from stages.evaluation.metrics import (
     class_ranking,
     classification_scores,
@@ -158,10 +159,12 @@ def write_curves(curves: dict[str, dict[int, pd.DataFrame]], names: list[str], o
 
 
 def write_outputs(out: Path, names: list[str], positive: int, sets: dict[str, dict], vectors: np.ndarray,
-                  vector_labels: np.ndarray, baselines: dict, params: EvaluateParams, context: dict) -> dict:
+                  vector_labels: np.ndarray, baselines: dict, params: EvaluateParams, context: dict,
+                  blend: dict | None = None) -> dict:
     """Every evaluate-stage file from predictions already made; returns metrics.json's content.
 
     `sets` maps a split name to {"texts", "gold" (None if unlabelled), "probabilities"}; "valid" is required.
+    `blend`: the blend's metrics (stages/evaluation/blend.py), stored as metrics.json's `blend`.
     """
     metrics: dict = {}   # headline keys per split: metrics.json
     per_class: dict = {}  # per_class.json
@@ -169,10 +172,14 @@ def write_outputs(out: Path, names: list[str], positive: int, sets: dict[str, di
         if data["gold"] is not None:
             metrics[name], per_class[name] = split_metrics(data["gold"], data["probabilities"], names, positive,
                                                            params.calibration_bins)
+    if blend is not None:
+        metrics["blend"] = blend
     metrics, per_class = rounded(metrics), rounded(per_class)
     # What the report and card read: the headline and per-class scores of each split, beside the baselines.
-    full = {name: {**scores, "per_class": per_class[name]} for name, scores in metrics.items()}
+    full = {name: {**scores, "per_class": per_class[name]} for name, scores in metrics.items() if name in per_class}
     full.update(baselines)
+    if blend is not None:
+        full["blend"] = metrics["blend"]
 
     valid = sets["valid"]
     gold, probabilities = valid["gold"], valid["probabilities"]
@@ -246,6 +253,7 @@ def baseline_labels(params: Params) -> dict[str, str]:
     words = f"MeCab word 1-{b.tfidf.word_ngram_max}-grams" + (
         f" + character 1-{b.tfidf.char_ngram_max}-grams" if b.tfidf.char_ngram_max else "")
     return {
+        "blend": "blend: fine-tuned model and TF-IDF probabilities, weight chosen on dev",
         "tfidf": f"TF-IDF ({words}) + logistic regression",
         "probe": "linear probe: logistic regression on frozen embed-stage vectors",
         "mteb": f"MTEB protocol: {b.mteb.samples_per_label} per class × {b.mteb.n_experiments} runs, mean ± std",
@@ -271,6 +279,8 @@ def evaluate(params: Params) -> dict:
         sets[name] = {"texts": split[name]["text"], "probabilities": probabilities,
                       "gold": np.asarray(split[name]["label"]) if labelled else None,
                       "tfidf": load_tfidf_predictions(paths.baselines, name, len(split[name])) if labelled else None}
+    blend = (blend_with_tfidf(model, split, tokenized, sets, paths.baselines, params.train.eval_batch_size, device,
+                              len(names), positive) if params.evaluate.blend_tfidf else None)
     vectors = np.concatenate([np.load(Path(paths.embeddings) / f"{name}.npy") for name in ("train", "valid")])
     vector_labels = np.concatenate([np.asarray(split[name]["label"]) for name in ("train", "valid")])
     token_report_path = Path(paths.tokenize_report)
@@ -282,4 +292,21 @@ def evaluate(params: Params) -> dict:
         "baseline_labels": baseline_labels(params),
     }
     return write_outputs(Path(paths.eval), names, positive, sets, vectors, vector_labels,
-                         load_baselines(paths.baselines), params.evaluate, context)
+                         load_baselines(paths.baselines), params.evaluate, context, blend)
+
+
+def blend_with_tfidf(model, split: datasets.DatasetDict, tokenized: datasets.DatasetDict, sets: dict[str, dict],
+                     baselines_dir: str, batch_size: int, device, n_classes: int, positive: int) -> dict | None:
+    """The blend's metrics (stages/evaluation/blend.py), its weight chosen on dev; None without a dev split or
+    TF-IDF probabilities (a baselines output from before the blend existed)."""
+    if "dev" not in split or len(split["dev"]) == 0:
+        return None
+    tfidf_dev = load_tfidf_probabilities(baselines_dir, "dev", len(split["dev"]))
+    scored = {name: data for name, data in sets.items() if data["gold"] is not None}
+    tfidf = {name: load_tfidf_probabilities(baselines_dir, name, len(data["gold"])) for name, data in scored.items()}
+    if tfidf_dev is None or any(rows is None for rows in tfidf.values()):
+        return None
+    model_dev = predict_proba(model, tokenized["dev"]["input_ids"], batch_size, device, desc="predict dev (blend)")
+    weight = choose_model_weight(np.asarray(split["dev"]["label"]), model_dev, tfidf_dev, n_classes)
+    return blend_metrics(weight, {name: (data["gold"], data["probabilities"], tfidf[name])
+                                  for name, data in scored.items()}, n_classes, positive)

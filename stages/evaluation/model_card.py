@@ -73,7 +73,12 @@ def base_model_lines(base: dict) -> list[str]:
     if source == "builtin":
         origin = ("`builtin`: a small Japanese BERT that the pipeline built from the training texts (WordPiece "
                   f"vocabulary over MeCab words, then {base.get('pretrain_steps', 'a few hundred')} masked-LM "
-                  "steps); no external weights")
+                  "steps)")
+        if base.get("word_vectors", "none") == "none":
+            origin += "; no external weights"
+        else:
+            origin += ("; its word embeddings started from the chiVe word vectors (Works Applications, trained on "
+                       "the NWJC web corpus; Apache License 2.0), read from the ja-ginza 5.3.0 wheel (MIT License)")
     else:
         revision = base.get("resolved_revision") or base.get("revision") or "main"
         origin = f"{code(source)} at revision {code(revision)}"

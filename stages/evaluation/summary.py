@@ -37,7 +37,8 @@ def summary_lines(params: Params) -> list[str]:
     metrics_file = eval_dir / METRICS_FILE
     if not metrics_file.is_file():
         raise UserError(f"{metrics_file}: not found; run `dvc repro` first")
-    valid = json.loads(metrics_file.read_text(encoding="utf-8"))["valid"]
+    metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+    valid = metrics["valid"]
     lines = [f"valid macro-F1 {valid['macro_f1']:.4f} (95% CI {valid['macro_f1_ci95_low']:.4f}–"
              f"{valid['macro_f1_ci95_high']:.4f}), accuracy {valid['accuracy']:.4f}, ECE {valid['ece']:.3f}"]
     baselines_file = Path(params.paths.baselines) / BASELINE_METRICS
@@ -53,6 +54,11 @@ def summary_lines(params: Params) -> list[str]:
         else:
             words = f"worse than TF-IDF ({tfidf['macro_f1']:.4f}) by {-diff.difference:.4f} ({ci})"
         lines.append(f"the fine-tuned model is {words}")
+    blend = metrics.get("blend", {})
+    if "valid" in blend:
+        lines.append(f"blend with TF-IDF (model weight {blend['model_weight']:.2f}, chosen on dev): valid macro-F1 "
+                     f"{blend['valid']['macro_f1']:.4f} ({blend['valid']['macro_f1_ci95_low']:.4f}–"
+                     f"{blend['valid']['macro_f1_ci95_high']:.4f})")
     lines += [f"report:  {eval_dir / 'report.md'}",
               f"metrics: {metrics_file}  (compare runs: python -m stages.compare, dvc exp show)",
               f"model:   {params.paths.release}  (written by the package stage; ja-textclf-predict {params.paths.release} 'テキスト')"]

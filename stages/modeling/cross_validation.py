@@ -24,7 +24,7 @@ from stages.evaluation.metrics import classification_scores, positive_index, rou
 from stages.modeling import checkpointing as ckpt
 from stages.modeling import fold_outputs
 from stages.modeling.inference import predict_proba
-from stages.modeling.training import best_eval, build_trainer
+from stages.modeling.training import TrainingSpeed, best_eval, build_trainer
 
 
 def fold_checkpoint_root(params: Params, fold: int) -> Path:
@@ -59,8 +59,9 @@ def fold_dict(cv_rows: datasets.Dataset, rows: FoldRows) -> datasets.DatasetDict
     return datasets.DatasetDict({"train": cv_rows.select(rows.train), "dev": cv_rows.select(rows.dev)})
 
 
-def train_fold(params: Params, fold: int) -> Optional[dict]:
-    """Train fold `fold`, write `paths.cv/fold_<fold>/`; returns the fold's metrics (None on ranks other than 0)."""
+def train_fold(params: Params, fold: int) -> tuple[Optional[dict], TrainingSpeed]:
+    """Train fold `fold`, write `paths.cv/fold_<fold>/`; returns the fold's metrics (None on ranks other than 0) and
+    its training speed."""
     paths = params.paths
     tokenized = datasets.load_from_disk(paths.tokenized)
     names = tokenized["train"].features["label"].names
@@ -82,6 +83,8 @@ def train_fold(params: Params, fold: int) -> Optional[dict]:
         trainer = build_trainer(fold_dict(cv_rows, rows), paths.base_model, params.train, str(run_dir),
                                 str(tmp / fold_outputs.LOG_DIR) if tmp is not None else None,
                                 positive_label=params.evaluate.positive_label)
+        speed = TrainingSpeed(len(rows.train))
+        trainer.add_callback(speed)
         if trainer.is_world_process_zero():
             ckpt.remove_other_runs(root, keep=key)
             ckpt.remove_incomplete_checkpoints(run_dir)
@@ -97,7 +100,7 @@ def train_fold(params: Params, fold: int) -> Optional[dict]:
             metrics = predict_and_write(trainer, tokenized, cv_rows, rows, names, params, kept, tmp)
             ckpt.remove_other_runs(root, keep="")  # finished: DVC caches the result instead
         trainer.accelerator.wait_for_everyone()
-    return metrics
+    return metrics, speed
 
 
 def predict_and_write(trainer, tokenized: datasets.DatasetDict, cv_rows: datasets.Dataset, rows: FoldRows,
