@@ -29,7 +29,8 @@ def test_params_reference_is_the_generated_one():
 
 def test_params_reference_lists_every_key_with_its_value():
     text = params_reference_markdown()
-    assert "| `train.learning_rate` | float | > 0 | `0.0001` | Peak learning rate. |" in text
+    assert "| `train.epochs` | float | > 0 | `10` | Training epochs. |" in text
+    assert "| `train.learning_rate` | `auto` or float > 0 |  | `auto` | Peak learning rate; auto: 0.0002 for" in text
     assert "| `embed.pooling` | `cls` \\| `mean` \\| `pooler` |  | `cls` |" in text
     assert "| `data.test_csv` | str or `null` |  | `null` |" in text
     assert text.count("\n| `") == sum(1 for _ in leaf_keys())

@@ -302,3 +302,19 @@ def test_plot_templates_named_in_dvc_yaml_exist_and_fit_their_charts():
     # Curves are not smoothed: the linear/smooth templates' slider would redraw ROC and PR as loess fits.
     assert all(plot.get("template") not in ("linear", "smooth", None) for plot in plot_definitions()
                if plot.get("x") is not None)
+
+
+def test_tfidf_probabilities_file_is_byte_identical_for_identical_probabilities(tmp_path):
+    import time
+
+    from stages.evaluation.baselines import load_tfidf_probabilities, save_tfidf_probabilities
+
+    rows = {"dev": np.array([[0.25, 0.75]]), "valid": np.array([[0.5, 0.5], [0.9, 0.1]])}
+    save_tfidf_probabilities(rows, tmp_path / "a.npz")
+    time.sleep(2.1)  # zip timestamps have a 2-second resolution
+    save_tfidf_probabilities(rows, tmp_path / "b.npz")
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    (tmp_path / "tfidf_probabilities.npz").write_bytes((tmp_path / "a.npz").read_bytes())
+    assert np.array_equal(load_tfidf_probabilities(tmp_path, "valid", 2), rows["valid"])
+    assert np.array_equal(load_tfidf_probabilities(tmp_path, "dev", 1), rows["dev"])
+    assert load_tfidf_probabilities(tmp_path, "valid", 3) is None and load_tfidf_probabilities(tmp_path, "test", 1) is None

@@ -10,8 +10,10 @@ It does not read the fine-tuned model, so `dvc exp run -S train.*` never reruns 
 """
 from __future__ import annotations
 
+import io
 import unicodedata
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Optional
 
@@ -196,9 +198,13 @@ def predictions_table(predicted: dict[str, np.ndarray], names: list[str]) -> pd.
 
 
 def save_tfidf_probabilities(probabilities: dict[str, np.ndarray], path: str | Path) -> None:
-    with atomic_file(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **probabilities)
+    """An .npz archive (np.load reads it) with a fixed timestamp per member: np.savez stamps the current time,
+    so identical probabilities would give a different file, and DVC a different hash, on every run."""
+    with atomic_file(path) as tmp, zipfile.ZipFile(tmp, "w") as archive:
+        for name, rows in probabilities.items():
+            buffer = io.BytesIO()
+            np.save(buffer, rows)
+            archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buffer.getvalue())
 
 
 def load_tfidf_probabilities(directory: str | Path, split: str, n_rows: int) -> np.ndarray | None:
