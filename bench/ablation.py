@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.results import DATASETS, SHARED, make_copy, read_scores
+from bench.results import DATASETS, SHARED, blend_macro_f1, make_copy, read_scores
 
 # Each lever as `dvc exp run -S` values on top of params.yaml as committed. "default" is params.yaml itself.
 LEVERS: dict[str, dict[str, object]] = {
@@ -84,14 +84,14 @@ def ablate(name: str, dest: Path, levers: list[str], seeds: int, base: dict[str,
             seed = first_seed + number
             if lever == "default" and number == 0:
                 f1s.append(scores["valid"]["macro_f1"])
-                blends.append(scores.get("blend", {}).get("valid", {}).get("macro_f1", float("nan")))
+                blends.append(blend_macro_f1(scores))
                 seconds.append(repro_seconds)
             else:
                 subprocess.run(["git", "checkout", "-q", "--", "params.yaml"], cwd=dest, check=True)
                 seconds.append(run(exp_command(LEVERS[lever], seed), dest, env))
                 run_scores = read_scores(dest)
                 f1s.append(run_scores["valid"]["macro_f1"])
-                blends.append(run_scores.get("blend", {}).get("valid", {}).get("macro_f1", float("nan")))
+                blends.append(blend_macro_f1(run_scores))
             print(f"{name}: {lever} seed {seed}: macro-F1 {f1s[-1]:.4f} ({seconds[-1]:.0f} s)", file=sys.stderr,
                   flush=True)
         row["levers"][lever] = {"runs": f1s, "mean": statistics.mean(f1s),

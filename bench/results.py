@@ -67,6 +67,11 @@ def read_scores(dest: Path) -> dict:
     return metrics
 
 
+def blend_macro_f1(scores: dict) -> float:
+    """The blend's valid macro-F1 from read_scores (NaN for a run without one: evaluate.blend_tfidf false)."""
+    return scores.get("blend", {}).get("valid", {}).get("macro_f1", float("nan"))
+
+
 def run_dataset(name: str, dest: Path, overrides: dict[str, object], seeds: int = 1,
                 seed_keys: tuple[str, ...] = ("train.seed", "model.builtin.seed")) -> dict:
     csv = SHARED / DATASETS[name] / "data.csv"
@@ -86,7 +91,7 @@ def run_dataset(name: str, dest: Path, overrides: dict[str, object], seeds: int 
             raise SystemExit(f"{name}: {' '.join(command)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
         scores = read_scores(dest)
         fine_tuned.append(scores["valid"]["macro_f1"])
-        blends.append(scores.get("blend", {}).get("valid", {}).get("macro_f1", float("nan")))
+        blends.append(blend_macro_f1(scores))
         print(f"{name}: seed {seed}: fine-tuned macro-F1 {fine_tuned[-1]:.4f} ({seconds[-1]:.0f} s)",
               file=sys.stderr, flush=True)
     metrics = read_scores(dest)

@@ -516,20 +516,21 @@ def _type_text(annotation: Any) -> str:
     if origin is typing.Union:
         return " or ".join(_type_text(arg) for arg in args)
     if origin is typing.Annotated:  # e.g. PositiveFloat: the type with its bounds
-        bounds = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
-        limits = [f"{symbol} {getattr(item, name)}" for item in args[1:]
-                  for name, symbol in bounds.items() if getattr(item, name, None) is not None]
-        return " ".join([_type_text(args[0]), *limits])
+        return " ".join([_type_text(args[0]), *_bounds(args[1:])])
     if origin is list:
         return f"list of {_type_text(args[0])}"
     return getattr(annotation, "__name__", str(annotation))
 
 
+def _bounds(metadata: Any) -> list[str]:
+    """'>= 1', '< 1', ... for the annotated-types constraints (Ge, Gt, Le, Lt) in `metadata`."""
+    symbols = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+    return [f"{symbol} {getattr(item, name)}" for item in metadata
+            for name, symbol in symbols.items() if getattr(item, name, None) is not None]
+
+
 def _range_text(field: Any) -> str:
-    bounds = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
-    parts = [f"{symbol} {getattr(item, name)}" for item in field.metadata
-             for name, symbol in bounds.items() if getattr(item, name, None) is not None]
-    return ", ".join(parts)
+    return ", ".join(_bounds(field.metadata))
 
 
 def _value_text(value: Any) -> str:
