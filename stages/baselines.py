@@ -20,6 +20,7 @@ from stages.evaluation.baselines import (
     run_baselines,
     save_tfidf_probabilities,
 )
+from stages.evaluation import regression_baselines
 from stages.evaluation.metrics import rounded
 
 
@@ -29,6 +30,14 @@ def main() -> None:
     params = load_params()
     check_outputs(params, "baselines")
     split = datasets.load_from_disk(params.paths.split)
+    if params.data.task == "regression":  # ridge regressions (stages/evaluation/regression_baselines.py)
+        scores, tfidf_values, tfidf_rows = regression_baselines.run_regression_baselines(
+            split, params.paths.embeddings, params.baselines)
+        write_csv(regression_baselines.values_table(tfidf_values), f"{params.paths.baselines}/{PREDICTIONS_FILE}")
+        save_tfidf_probabilities(tfidf_rows, f"{params.paths.baselines}/{PROBABILITIES_FILE}")
+        write_json(f"{params.paths.baselines}/{METRICS_FILE}", rounded(scores), sort_keys=False)
+        print(f"{regression_baselines.summary(scores)} -> {params.paths.baselines}/")
+        return
     scores, tfidf_predicted, tfidf_probabilities = run_baselines(split, params.paths.embeddings, params.baselines)
     scores = rounded(scores)
     names = split["train"].features["label"].names

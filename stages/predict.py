@@ -39,6 +39,14 @@ from stages.common.threads import shares_cores
 from stages.dataset.japanese import COUNT_KEYS, preparation_notes, prepare_texts
 from stages.dataset.tables import decode_bytes, guess_sep
 from stages.modeling.model_dir import check_model_dir, first_line, is_model_dir
+from stages.modeling.task_outputs import (
+    encode_rows,
+    is_regression_model,
+    recorded_pair_column,
+    regression_frame,
+    regression_jsonl,
+    with_pairs,
+)
 
 # Below this many texts the progress bar is noise; above it, MeCab + the model take seconds or more.
 PROGRESS_MIN_TEXTS = 500
@@ -61,6 +69,7 @@ MODEL_HINT = "give the directory of a trained model, e.g. data/release or data/m
 class Chunk:
     texts: list[str]
     ids: Optional[list[str]] = None  # from the input file's id column, when it has one
+    pairs: Optional[list[str]] = None  # second texts of sentence pairs (a model trained with data.text_pair_column)
 
 
 @dataclass
@@ -145,7 +154,8 @@ def texts_from_stdin(stdin, encoding: str, chunk_size: int) -> TextSource:
     return text_source
 
 
-def texts_from_file(path: str, text_column: str, id_column: str, encoding: str, sep: str, chunk_size: int) -> TextSource:
+def texts_from_file(path: str, text_column: str, id_column: str, encoding: str, sep: str, chunk_size: int,
+                    pair_column: Optional[str] = None) -> TextSource:
     """A CSV/TSV with a text column, read `chunk_size` rows at a time; its id column (if any) is copied over.
 
     Parsed as the tables module parses the training file (strings only, no NaN, blank lines skipped)."""
@@ -203,13 +213,19 @@ def texts_from_file(path: str, text_column: str, id_column: str, encoding: str, 
         reader.close()
         existing = ", ".join(repr(c) for c in first.columns)
         raise UserError(f"{path}: column {text_column!r} not found (set --text-column); columns are: {existing}")
+    if pair_column is not None and pair_column not in first.columns:
+        reader.close()
+        existing = ", ".join(repr(c) for c in first.columns)
+        raise UserError(f"{path}: column {pair_column!r} of the second texts not found (this model reads sentence "
+                        f"pairs; set --text-pair-column); columns are: {existing}")
 
     def chunks() -> Iterator[Chunk]:
         with reader:
             frame = first
             while frame is not None:
                 ids = frame[id_column].tolist() if id_column in frame.columns else None
-                yield Chunk(frame[text_column].tolist(), ids)
+                yield Chunk(frame[text_column].tolist(), ids,
+                            frame[pair_column].tolist() if pair_column is not None else None)
                 frame = next_frame()
 
     return TextSource(path, chunks(), notes)
@@ -219,9 +235,15 @@ def texts_from_args(texts: Sequence[str], chunk_size: int) -> TextSource:
     return TextSource("arguments", (Chunk(part) for part in chunked(texts, chunk_size)))
 
 
-def read_inputs(args: argparse.Namespace, stdin) -> TextSource:
+def read_inputs(args: argparse.Namespace, stdin, pair_column: Optional[str] = None) -> TextSource:
     if args.texts and args.input:
         raise UserError("give texts either as arguments or with --input, not both")
+    if pair_column is not None and not (args.input and args.input != "-"):
+        raise UserError(f"{args.model_dir}: this model reads sentence pairs (text and {pair_column}); give them in a "
+                        f"CSV/TSV with --input FILE (columns {args.text_column} and {pair_column})")
+    if pair_column is not None:
+        return texts_from_file(args.input, args.text_column, args.id_column, args.encoding, args.sep, args.chunk_size,
+                               pair_column)
     if args.texts:
         return texts_from_args(args.texts, args.chunk_size)
     if args.input and args.input != "-":
@@ -239,9 +261,11 @@ class BlankFilter:
 
     def __call__(self, chunk: Chunk) -> Chunk:
         self.seen += len(chunk.texts)
-        keep = [i for i, text in enumerate(chunk.texts) if text.strip()]
+        keep = [i for i, text in enumerate(chunk.texts)
+                if text.strip() and (chunk.pairs is None or chunk.pairs[i].strip())]
         self.skipped += len(chunk.texts) - len(keep)
-        return Chunk([chunk.texts[i] for i in keep], [chunk.ids[i] for i in keep] if chunk.ids is not None else None)
+        return Chunk([chunk.texts[i] for i in keep], [chunk.ids[i] for i in keep] if chunk.ids is not None else None,
+                     [chunk.pairs[i] for i in keep] if chunk.pairs is not None else None)
 
     def finish(self, source: TextSource) -> Optional[str]:
         """The note on skipped texts, or an error when nothing was left to classify."""
@@ -494,7 +518,7 @@ def jsonl_records(frame: pd.DataFrame, names: list[str], top_k: int, id_column: 
     """JSON Lines rows: probabilities as one {class: p} object and the top k as a ranked list."""
     records = []
     for row in frame.to_dict(orient="records"):
-        record = {key: row[key] for key in (id_column, "text", "label") if key in row}
+        record = {key: row[key] for key in (id_column, "text", "text_pair", "label") if key in row}
         record["probabilities"] = {name: float(row[f"p_{name}"]) for name in names}
         if top_k:
             record["top_k"] = [{"label": row[f"label_{r}"], "score": float(row[f"score_{r}"])}
@@ -540,6 +564,8 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("texts", nargs="*", help="texts to classify (default: read --input or standard input)")
     cli.add_argument("-i", "--input", help="CSV/TSV file of texts ('-' = standard input, one text per line)")
     cli.add_argument("--text-column", default="text", help="text column of --input (default: text)")
+    cli.add_argument("--text-pair-column", help="column of --input with the second text of each sentence pair "
+                                                "(default: the column recorded by training, for a pair model)")
     cli.add_argument("--id-column", default="id", help="column of --input copied to the output when present (default: id)")
     cli.add_argument("--encoding", default="auto", help="encoding of the input: auto (UTF-8, UTF-8 BOM, CP932, "
                                                         "guessed from the first lines) or a codec")
@@ -615,8 +641,10 @@ def run(argv: Sequence[str], stdin=None, stdout: Optional[TextIO] = None, stderr
     check_numbers(args)
     fmt = output_format(args.format, args.output)
     target = check_output(args.output, args.input, args.model_dir, args.force)
-    source = read_inputs(args, stdin)
+    pair_column = args.text_pair_column or recorded_pair_column(args.model_dir)
+    source = read_inputs(args, stdin, pair_column)
     model, tokenizer = load_classifier(args.model_dir)
+    regression = is_regression_model(model)
     max_length = resolve_max_length(args.max_length, model, tokenizer)
     device = resolve_device(args.device)
     dtype = resolve_precision(args.precision, device, "--precision")
@@ -639,12 +667,18 @@ def run(argv: Sequence[str], stdin=None, stdout: Optional[TextIO] = None, stderr
             # output keeps the text as given.
             prepared, counts = prepare_texts(chunk.texts)
             changed = {key: changed[key] + counts[key] for key in COUNT_KEYS}
-            sequences = encode(tokenizer, prepared, max_length)
+            prepared_pairs = prepare_texts(chunk.pairs)[0] if chunk.pairs is not None else None
+            sequences, segments = encode_rows(tokenizer, prepared, prepared_pairs, max_length)
             unknown.count(sequences)
             with contextlib.redirect_stderr(io.StringIO()):  # predict_proba's per-chunk bar; ours counts the whole run
-                probabilities = predict_proba(model, sequences, args.batch_size, device, dtype)
-            frame = result_frame(chunk.texts, probabilities, names, chunk.ids, top_k, args.id_column)
-            sink.write(render(frame, names, fmt, top_k, args.id_column, header=written == 0))
+                probabilities = predict_proba(model, sequences, args.batch_size, device, dtype, token_type_ids=segments)
+            if regression:  # the predicted value per row (stages/modeling/task_outputs.py)
+                frame = regression_frame(chunk.texts, chunk.pairs, probabilities, chunk.ids, args.id_column)
+                sink.write(regression_jsonl(frame) if fmt == "jsonl" else csv_text(spreadsheet_safe(frame), written == 0))
+            else:
+                frame = with_pairs(result_frame(chunk.texts, probabilities, names, chunk.ids, top_k, args.id_column),
+                                   chunk.pairs)
+                sink.write(render(frame, names, fmt, top_k, args.id_column, header=written == 0))
             written += len(chunk.texts)
             progress.advance(blanks.seen, written)
         skipped = blanks.finish(source)  # an error here (nothing to classify) discards the -o file

@@ -31,7 +31,9 @@ def main() -> None:
         print(f"note: {note}")
     save_split(dataset_dict, summary, params.paths.split)
     sizes = ", ".join(f"{name} {len(ds)}" for name, ds in dataset_dict.items())
-    print(f"split: {sizes} rows; classes {summary['label_names']} -> {params.paths.split}")
+    what = (f"regression labels, train mean {summary['label_statistics']['train']['mean']}"
+            if summary.get("task") == "regression" else f"classes {summary['label_names']}")
+    print(f"split: {sizes} rows; {what} -> {params.paths.split}")
 
 
 if __name__ == "__main__":

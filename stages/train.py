@@ -42,10 +42,17 @@ def main() -> None:
         sys.stdout.flush()
         before_torchrun()  # its ranks share the cores instead of this launcher
         os.execv(sys.executable, torchrun_command(params.train.nproc))
-    kept, speed = train_and_save(params.paths, params.train, params.evaluate.positive_label)
+    kept, speed = train_and_save(params.paths, params.train, params.evaluate.positive_label,
+                                 params.data.text_pair_column)
     if int(os.environ.get("RANK", "0")) == 0:
-        summary = (f"dev macro-F1 {kept['eval_macro_f1']:.4f}, accuracy {kept['eval_accuracy']:.4f} "
-                   f"(step {kept['step']})" if kept else "no evaluation (train.eval_strategy: no)")
+        if not kept:
+            summary = "no evaluation (train.eval_strategy: no)"
+        elif "eval_macro_f1" in kept:
+            summary = (f"dev macro-F1 {kept['eval_macro_f1']:.4f}, accuracy {kept['eval_accuracy']:.4f} "
+                       f"(step {kept['step']})")
+        else:  # data.task regression
+            summary = (f"dev Spearman {kept['eval_spearman']:.4f}, Pearson {kept['eval_pearson']:.4f}, "
+                       f"MSE {kept['eval_mse']:.4f} (step {kept['step']})")
         print(f"train: {summary}; {speed.summary()} -> {params.paths.model}; curves: {params.paths.train_log}")
 
 if __name__ == "__main__":

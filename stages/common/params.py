@@ -52,6 +52,14 @@ class DataParams(Section):
     train_csv: str = Field(description="Labelled CSV/TSV of training texts.")
     test_csv: Optional[str] = Field(description="Optional held-out CSV/TSV (labelled or not).")
     text_column: str = Field(description="Column holding the texts.")
+    text_pair_column: Optional[str] = Field(
+        description="Column holding the second text of a sentence pair (entailment, similarity, query-document "
+        "relevance); null = one text per row. With a pair, the model reads `[CLS] text [SEP] text_pair [SEP]` and "
+        "duplicates / conflicts are judged on the (text, text_pair) pair.")
+    task: Literal["single_label", "regression"] = Field(
+        description="single_label: one class per row (data.label_column holds class names). regression: "
+        "data.label_column holds a number per row (e.g. a similarity score); the model predicts that number, "
+        "scored by Pearson, Spearman, MSE and MAE.")
     label_column: str = Field(description="Column holding the labels.")
     id_column: str = Field(description="Id column of an unlabelled test CSV (row number if absent).")
     label_names: Optional[list[str]] = Field(
@@ -230,8 +238,10 @@ class TrainParams(Section):
     early_stopping_patience: int = Field(
         ge=0, description="Stop after this many evaluations without improvement; 0 = never stop early.")
     metric_for_best_model: Literal[
-        "macro_f1", "accuracy", "f1", "weighted_f1", "macro_precision", "macro_recall", "precision", "recall",
-        "loss"] = Field(description="Dev-split metric for early stopping and the model kept at the end.")
+        "auto", "macro_f1", "accuracy", "f1", "weighted_f1", "macro_precision", "macro_recall", "precision", "recall",
+        "pearson", "spearman", "mse", "mae", "loss"] = Field(
+        description="Dev-split metric for early stopping and the model kept at the end; auto: macro_f1 for "
+        "data.task single_label, spearman for regression. mse, mae and loss are minimised, the others maximised.")
     class_weights: Literal["none", "balanced"] = Field(
         description="balanced: cross-entropy weighted by n / (classes * count) for imbalanced data.")
     nproc: int = Field(ge=1, description="Processes (DDP under torchrun): CPU processes or GPUs on this node.")
@@ -292,6 +302,23 @@ class TrainParams(Section):
     @classmethod
     def from_project(cls, **overrides: Any) -> "TrainParams":
         return super().from_project(**overrides).for_model(project_raw()["model"]["name"])
+
+CLASSIFICATION_METRICS = ("macro_f1", "accuracy", "f1", "weighted_f1", "macro_precision", "macro_recall",
+                          "precision", "recall")
+REGRESSION_METRICS = ("pearson", "spearman", "mse", "mae")
+AUTO_METRIC = {"single_label": "macro_f1", "regression": "spearman"}
+
+
+def resolve_metric(metric: str, task: str) -> str:
+    """train.metric_for_best_model with `auto` replaced for data.task; a metric of the other kind of task refused."""
+    if metric == "auto":
+        return AUTO_METRIC[task]
+    allowed = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+    if metric != "loss" and metric not in allowed:
+        raise ValueError(f"train.metric_for_best_model: {metric} does not apply to data.task {task}; use auto, loss "
+                         f"or one of {', '.join(allowed)}")
+    return metric
+
 
 class EvaluateParams(Section):
     positive_label: Optional[str] = Field(
@@ -399,6 +426,15 @@ class Params(Section):
         self.train = self.train.for_model(self.model.name)
         return self
 
+    @model_validator(mode="after")
+    def _resolve_task(self) -> "Params":
+        metric = resolve_metric(self.train.metric_for_best_model, self.data.task)
+        self.train = self.train.model_copy(update={"metric_for_best_model": metric})
+        if self.split.folds > 1 and (self.data.task != "single_label" or self.data.text_pair_column):
+            raise ValueError("split.folds > 1 (cross-validation) supports single-text single_label tasks only; "
+                             "set split.folds: 1 and split.fold_ids: [] for sentence pairs or regression")
+        return self
+
 
 def _fields_at(loc: tuple) -> list[str]:
     """Valid keys of the section that `loc` (without its last element) points to."""
@@ -427,6 +463,8 @@ def _describe(error: dict, source: str) -> str:
         return (f"{source}: unknown key '{key}' {hint} "
                 f"(valid keys in {section}: {', '.join(valid)})")
     message = error["msg"].removeprefix("Value error, ")
+    if not key:  # a check across sections: the message names its keys
+        return f"{source}: {message}"
     if isinstance(error.get("input"), dict):  # a check across several keys of a section
         return f"{source}: {key}: {message}"
     return f"{source}: {key}: {message} (got {error.get('input')!r})"

@@ -17,6 +17,8 @@ from sklearn.model_selection import train_test_split
 
 from stages.common.errors import UserError
 from stages.common.params import DataParams, SplitParams
+from stages.dataset import regression
+from stages.dataset.pairs import PAIR
 from stages.dataset.storage import save_dataset
 from stages.dataset.tables import Table, read_table, require_column, resolve_labels
 
@@ -37,19 +39,23 @@ def drop_empty_texts(frame: pd.DataFrame, text_column: str, on_empty: str, sourc
 
 
 def drop_duplicates(frame: pd.DataFrame, on_conflict: str, source: str) -> tuple[pd.DataFrame, list[str]]:
-    """Deduplicate before splitting so that no text can land in both train and valid."""
+    """Deduplicate before splitting so that no text can land in both train and valid. With sentence pairs a
+    duplicate is the same (text, text_pair) pair."""
     notes = []
-    exact = frame.duplicated(["text", "label"], keep="first")
+    key = ["text", PAIR] if PAIR in frame.columns else ["text"]
+    what = "text" if len(key) == 1 else "text pair"
+    exact = frame.duplicated([*key, "label"], keep="first")
     if exact.any():
-        notes.append(f"{source}: dropped {int(exact.sum())} exact duplicate rows (same text, same label)")
+        notes.append(f"{source}: dropped {int(exact.sum())} exact duplicate rows (same {what}, same label)")
         frame = frame[~exact]
-    labels_per_text = frame.groupby("text", sort=False)["label"].transform("nunique")
+    labels_per_text = frame.groupby(key, sort=False)["label"].transform("nunique")
     conflicting = labels_per_text.gt(1)
     if conflicting.any():
         first_text = frame.loc[conflicting, "text"].iloc[0]
-        rows = [int(i) + 1 for i in frame.index[frame["text"].eq(first_text)]]
-        texts = frame.loc[conflicting, "text"].nunique()
-        where = f"{texts} texts have different labels, e.g. rows {rows} ({first_text[:30]!r})"
+        first_key = frame.loc[conflicting, key].iloc[0]
+        rows = [int(i) + 1 for i in frame.index[frame[key].eq(first_key).all(axis=1)]]
+        texts = len(frame.loc[conflicting, key].drop_duplicates())
+        where = f"{texts} {what}s have different labels, e.g. rows {rows} ({first_text[:30]!r})"
         if on_conflict == "error":
             raise UserError(f"{source}: {where}; fix the labels or set data.on_conflict to drop or keep")
         if on_conflict == "drop":
@@ -60,20 +66,37 @@ def drop_duplicates(frame: pd.DataFrame, on_conflict: str, source: str) -> tuple
     return frame, notes
 
 
+def texts_of(table: Table, data: DataParams, on_empty: str) -> tuple[pd.DataFrame, dict, list[str]]:
+    """(rows left after dropping empty texts, {"text": ..., "text_pair": ...} columns, notes); with sentence pairs
+    a row is dropped when either of its texts is empty."""
+    require_column(table, data.text_column, "data.text_column")
+    columns = {"text": data.text_column}
+    if data.text_pair_column:
+        require_column(table, data.text_pair_column, "data.text_pair_column")
+        columns[PAIR] = data.text_pair_column
+    frame, notes = table.frame, []
+    for column in columns.values():
+        frame, dropped = drop_empty_texts(frame, column, on_empty, table.source)
+        notes += dropped
+    return frame, {name: frame[column].to_numpy() for name, column in columns.items()}, notes
+
+
 def load_labelled(table: Table, data: DataParams, label_names: Optional[list[str]], text_param: str) -> tuple[pd.DataFrame, list[str], list[str]]:
-    """Clean one labelled table into a frame with exactly `text` and `label` (class name) columns."""
+    """Clean one labelled table into a frame with `text` (and `text_pair`) and `label` (class name, or a number
+    for data.task regression) columns."""
     require_column(table, data.text_column, "data.text_column")
     require_column(table, data.label_column, "data.label_column")
-    frame = table.frame
     notes = list(table.notes)
-    frame, dropped = drop_empty_texts(frame, data.text_column, data.on_empty_text, table.source)
+    frame, texts, dropped = texts_of(table, data, data.on_empty_text)
     notes += dropped
-    labels, names = resolve_labels(frame[data.label_column], label_names, table.source, data.label_column)
-    stripped = frame[data.label_column].ne(labels)
-    if stripped.any():
-        notes.append(f"{table.source}: stripped surrounding whitespace from {int(stripped.sum())} labels")
-    clean = pd.DataFrame({"text": frame[data.text_column].to_numpy(), "label": labels.to_numpy()},
-                         index=frame.index)
+    if data.task == "regression":
+        labels, names = regression.numeric_labels(frame[data.label_column], table.source, data.label_column), []
+    else:
+        labels, names = resolve_labels(frame[data.label_column], label_names, table.source, data.label_column)
+        stripped = frame[data.label_column].ne(labels)
+        if stripped.any():
+            notes.append(f"{table.source}: stripped surrounding whitespace from {int(stripped.sum())} labels")
+    clean = pd.DataFrame({**texts, "label": labels.to_numpy()}, index=frame.index)
     return clean, names, notes
 
 
@@ -112,15 +135,21 @@ def check_splittable(counts: pd.Series, valid_size: float, source: str, notes: l
 
 
 def stratified_split(frame: pd.DataFrame, valid_size: float, seed: int, source: str,
-                     notes: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """`notes` say what cleaning removed, for the message when nothing is left."""
-    check_splittable(frame["label"].value_counts(), valid_size, source, notes)
-    train, valid = train_test_split(frame, test_size=valid_size, random_state=seed, stratify=frame["label"])
+                     notes: list[str] | None = None, by: str = "label") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`notes` say what cleaning removed, for the message when nothing is left; `by`: the column stratified on
+    (the label, or a regression label's quantile bin)."""
+    if by == "label":
+        check_splittable(frame["label"].value_counts(), valid_size, source, notes)
+    elif len(frame) < 2:
+        check_splittable(frame[by].value_counts(), valid_size, source, notes)  # the no-rows message
+        raise UserError(f"{source}: {len(frame)} row left after cleaning; a regression split needs at least 2")
+    train, valid = train_test_split(frame, test_size=valid_size, random_state=seed, stratify=frame[by])
     # Keep the file's row order inside each split: easier to read, and independent of the shuffle.
     return train.sort_index(), valid.sort_index()
 
 
-def carve_dev(train: pd.DataFrame, dev_size: float, min_per_class: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+def carve_dev(train: pd.DataFrame, dev_size: float, min_per_class: int, seed: int,
+              by: str = "label") -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Split the training rows into (train, dev), stratified by hand so every class with 2+ rows gets dev rows.
 
     Each class gives round(n * dev_size) rows, at least `min_per_class` and never all of them: the dev split is
@@ -130,11 +159,11 @@ def carve_dev(train: pd.DataFrame, dev_size: float, min_per_class: int, seed: in
     rng = np.random.default_rng(seed)
     dev_rows: list = []
     notes = []
-    for label in sorted(train["label"].unique()):
-        rows = train.index[train["label"].eq(label)].to_numpy()
+    for label in sorted(train[by].unique()):
+        rows = train.index[train[by].eq(label)].to_numpy()
         take = min(max(round(len(rows) * dev_size), min_per_class), len(rows) - 1)
         if take <= 0:
-            notes.append(f"class {label!r} has {len(rows)} training row, so none is left for the dev split "
+            notes.append(f"{'class' if by == 'label' else 'label quantile bin'} {label!r} has {len(rows)} training row, so none is left for the dev split "
                          f"(early stopping cannot see it)")
             continue
         dev_rows.extend(rng.permutation(rows)[:take].tolist())
@@ -143,9 +172,16 @@ def carve_dev(train: pd.DataFrame, dev_size: float, min_per_class: int, seed: in
 
 
 def to_dataset(frame: pd.DataFrame, names: list[str], labelled: bool = True) -> datasets.Dataset:
+    """`names` empty: a regression label (float32)."""
     columns = {"text": frame["text"].tolist()}
     features = {"text": datasets.Value("string")}
-    if labelled:
+    if PAIR in frame.columns:
+        columns[PAIR] = frame[PAIR].tolist()
+        features[PAIR] = datasets.Value("string")
+    if labelled and not names:
+        columns["label"] = frame["label"].astype(np.float32).tolist()
+        features["label"] = datasets.Value("float32")
+    elif labelled:
         index = {name: i for i, name in enumerate(names)}
         columns["label"] = [index[label] for label in frame["label"]]
         features["label"] = datasets.ClassLabel(names=names)
@@ -165,18 +201,17 @@ def load_test(data: DataParams, names: list[str], train_texts: set[str]) -> tupl
         # With data.label_names the test file may use the same integer ids as the training file.
         frame, _, more = load_labelled(table, data, data.label_names, "data.test_csv")
         notes += more
-        unseen = [label for label in sorted(set(frame["label"])) if label not in names]
+        unseen = [] if data.task == "regression" else unseen_labels(frame, names)
         if unseen:
             row = int(frame.index[frame["label"].eq(unseen[0])][0]) + 1
             raise UserError(f"{table.source}: label {unseen[0]!r} on row {row} never occurs in training "
                             f"(training labels: {names}); fix the test file or data.label_names")
     else:
-        frame = table.frame
-        frame, dropped = drop_empty_texts(frame, data.text_column, "drop", table.source)
+        frame, texts, dropped = texts_of(table, data, "drop")
         notes += dropped
         ids = (frame[data.id_column] if data.id_column in frame.columns
                else pd.Series([str(i + 1) for i in frame.index], index=frame.index))
-        frame = pd.DataFrame({"id": ids.to_numpy(), "text": frame[data.text_column].to_numpy()}, index=frame.index)
+        frame = pd.DataFrame({"id": ids.to_numpy(), **texts}, index=frame.index)
         notes.append(f"{table.source}: no {data.label_column!r} column: unlabelled test set of {len(frame)} rows")
     overlap = int(frame["text"].isin(train_texts).sum())
     if overlap:
@@ -184,7 +219,17 @@ def load_test(data: DataParams, names: list[str], train_texts: set[str]) -> tupl
     return frame, labelled, notes
 
 
+def unseen_labels(frame: pd.DataFrame, names: list[str]) -> list[str]:
+    return [label for label in sorted(set(frame["label"])) if label not in names]
+
+
+
 def split_summary(parts: dict[str, pd.DataFrame], names: list[str], source_hash: str) -> dict:
+    """Class counts per split; for regression (`names` empty) the label's statistics per split instead."""
+    if not names:
+        stats = {split: (regression.label_statistics(frame["label"]) if "label" in frame.columns
+                         else {"unlabelled": len(frame)}) for split, frame in parts.items()}
+        return {"task": "regression", "label_names": [], "label_statistics": stats, "train_csv_sha256": source_hash}
     counts = {}
     for split, frame in parts.items():
         if "label" in frame.columns:
@@ -208,12 +253,21 @@ def make_splits(data: DataParams, split: SplitParams) -> tuple[datasets.DatasetD
     frame, names, notes = load_labelled(table, data, data.label_names, "data.train_csv")
     frame, more = drop_duplicates(frame, data.on_conflict, table.source)
     notes += more
-    frame, more = drop_rare_classes(frame, data.on_rare_class, table.source)
-    notes += more
-    if data.label_names is None:  # classes named by the data: a dropped class is no class
-        names = [name for name in names if name in set(frame["label"])]
-    train, valid = stratified_split(frame, split.valid_size, split.seed, table.source, notes)
-    train, dev, more = carve_dev(train, split.dev_size, split.dev_min_per_class, split.seed)
+    if data.task == "regression":
+        by = regression.STRATUM
+        frame = frame.assign(**{by: regression.quantile_bins(frame["label"], regression.bin_count(
+            len(frame), split.valid_size))}) if len(frame) else frame.assign(**{by: []})
+    else:
+        by = "label"
+        frame, more = drop_rare_classes(frame, data.on_rare_class, table.source)
+        notes += more
+        if data.label_names is None:  # classes named by the data: a dropped class is no class
+            names = [name for name in names if name in set(frame["label"])]
+    train, valid = stratified_split(frame, split.valid_size, split.seed, table.source, notes, by=by)
+    if by != "label":  # the training rows' own bins, so dev spans their range too
+        train = train.assign(**{by: regression.quantile_bins(train["label"], regression.bin_count(
+            len(train), split.dev_size))})
+    train, dev, more = carve_dev(train, split.dev_size, split.dev_min_per_class, split.seed, by=by)
     notes += [f"{table.source}: {note}" for note in more]
     parts = {"train": train, "dev": dev, "valid": valid}
     splits = {name: to_dataset(part, names) for name, part in parts.items()}

@@ -11,6 +11,7 @@ from transformers import PreTrainedTokenizerBase
 
 from stages.common.errors import UserError
 from stages.dataset.japanese import prepare_texts
+from stages.dataset.pairs import PAIR, has_pairs, tokenize_pair_split
 
 # Models whose position ids start after the padding index (RoBERTa's scheme): max_position_embeddings 514
 # holds 512 tokens.
@@ -83,7 +84,12 @@ def tokenize_all(dataset_dict: datasets.DatasetDict, tokenizer: PreTrainedTokeni
     tokenized, report = {}, {}
     for name, split in dataset_dict.items():
         texts, prepared = prepare_texts(split["text"])
-        encoded = tokenize_split(split, tokenizer, max_length, texts)
+        if has_pairs(split):  # sentence pairs (stages/dataset/pairs.py)
+            pairs, prepared_pairs = prepare_texts(split[PAIR])
+            encoded = tokenize_pair_split(split, tokenizer, max_length, texts, pairs)
+            prepared = {key: prepared[key] + prepared_pairs[key] for key in prepared}
+        else:
+            encoded = tokenize_split(split, tokenizer, max_length, texts)
         report[name] = token_report(encoded, tokenizer.unk_token_id, prepared)
-        tokenized[name] = encoded.remove_columns(["text", "full_length"])
+        tokenized[name] = encoded.remove_columns([c for c in ("text", PAIR, "full_length") if c in encoded.column_names])
     return datasets.DatasetDict(tokenized), report

@@ -122,13 +122,15 @@ def tfidf_features(word_ngram_max: int, char_ngram_max: int):
     return words, chars
 
 
-def tfidf_baseline(train_texts: list[str], train_labels: np.ndarray, eval_sets: dict[str, tuple[list[str], np.ndarray]],
-                   n_classes: int, word_ngram_max: int, char_ngram_max: int, c: float, max_iter: int, seed: int,
-                   class_weight: str = "none", unscored: Optional[dict[str, list[str]]] = None) -> tuple:
-    """(scores per eval set, predicted class per eval set, class probabilities per eval and `unscored` set)."""
+def tfidf_matrix(word_ngram_max: int, char_ngram_max: int):
+    """`features(texts, fit)`: the TF-IDF matrix of texts, or of sentence pairs ((text, text_pair) tuples).
+
+    A pair's row is the features of its text, those of its text_pair (one vocabulary fitted on both sides), and
+    their element-wise product: the words and characters the two share, what entailment and similarity hinge on
+    and what a bag of both texts joined into one string would lose."""
     words, chars = tfidf_features(word_ngram_max, char_ngram_max)
 
-    def features(texts: list[str], fit: bool):
+    def single(texts: list[str], fit: bool):
         texts, _ = prepare_texts(texts)  # the notes on these texts come from the tokenize stage
         tokens = mecab_words(tqdm(texts, desc="mecab", mininterval=2))
         normal = [unicodedata.normalize("NFKC", t) for t in texts]
@@ -137,6 +139,29 @@ def tfidf_baseline(train_texts: list[str], train_labels: np.ndarray, eval_sets: 
             parts.append(chars.fit_transform(normal) if fit else chars.transform(normal))
         return scipy.sparse.hstack(parts).tocsr()
 
+    def features(texts: list, fit: bool):
+        if not texts or isinstance(texts[0], str):
+            return single(texts, fit)
+        first, second = [a for a, _ in texts], [b for _, b in texts]
+        both = single(first + second, fit)
+        a, b = both[:len(first)], both[len(first):]
+        return scipy.sparse.hstack([a, b, a.multiply(b)]).tocsr()
+
+    return features
+
+
+def texts_of(split: datasets.Dataset) -> list:
+    """What TF-IDF reads per row: the text, or the (text, text_pair) pair."""
+    if "text_pair" in split.column_names:
+        return list(zip(split["text"], split["text_pair"]))
+    return list(split["text"])
+
+
+def tfidf_baseline(train_texts: list[str], train_labels: np.ndarray, eval_sets: dict[str, tuple[list[str], np.ndarray]],
+                   n_classes: int, word_ngram_max: int, char_ngram_max: int, c: float, max_iter: int, seed: int,
+                   class_weight: str = "none", unscored: Optional[dict[str, list[str]]] = None) -> tuple:
+    """(scores per eval set, predicted class per eval set, class probabilities per eval and `unscored` set)."""
+    features = tfidf_matrix(word_ngram_max, char_ngram_max)
     model = fit_quietly(logistic_regression(max_iter, seed, c, class_weight), features(train_texts, fit=True), train_labels)
     predicted, probabilities = {}, {}
     for name, texts in {**{n: t for n, (t, _) in eval_sets.items()}, **(unscored or {})}.items():
@@ -168,13 +193,13 @@ def run_baselines(split: datasets.DatasetDict, embeddings_dir: str | Path,
             raise UserError(f"{path}: embeddings missing; run `dvc repro embed` first")
         vectors[name] = np.load(path)
     vector_sets = {name: (vectors[name], np.asarray(split[name]["label"])) for name in evaluated}
-    text_sets = {name: (split[name]["text"], np.asarray(split[name]["label"])) for name in evaluated}
+    text_sets = {name: (texts_of(split[name]), np.asarray(split[name]["label"])) for name in evaluated}
     train = vectors["train"]
     fits = {
         "tfidf": lambda: tfidf_baseline(
-            split["train"]["text"], train_labels, text_sets, n_classes, params.tfidf.word_ngram_max,
+            texts_of(split["train"]), train_labels, text_sets, n_classes, params.tfidf.word_ngram_max,
             params.tfidf.char_ngram_max, params.tfidf.c, params.tfidf.max_iter, params.seed, params.class_weight,
-            unscored={name: split[name]["text"] for name in ("dev",) if name in split}),
+            unscored={name: texts_of(split[name]) for name in ("dev",) if name in split}),
         "probe": lambda: linear_probe(train, train_labels, vector_sets, n_classes, params.probe.max_iter, params.seed,
                                       params.class_weight),
         "mteb": lambda: mteb_protocol(train, train_labels, vector_sets, n_classes, params.mteb.n_experiments,

@@ -55,6 +55,7 @@ from stages.evaluation.significance import (
     metric_intervals,
     paired_difference,
 )
+from stages.dataset.pairs import PAIR, pair_texts
 from stages.modeling.inference import predict_proba, probability_columns
 
 METRICS_FILE = "metrics.json"      # headline keys per split (declared as DVC metrics)
@@ -187,6 +188,8 @@ def write_outputs(out: Path, names: list[str], positive: int, sets: dict[str, di
     frames = []
     for name, data in sets.items():
         frame = predictions_frame(data["texts"], data["gold"], data["probabilities"], names).assign(split=name)
+        if data.get("pairs") is not None:
+            frame.insert(1, PAIR, data["pairs"])
         if data.get("tfidf") is not None:
             frame["tfidf_predicted"] = data["tfidf"]
         frames.append(frame)
@@ -265,18 +268,29 @@ def evaluate(params: Params) -> dict:
     paths = params.paths
     split = datasets.load_from_disk(paths.split)
     tokenized = datasets.load_from_disk(paths.tokenized)
-    names = split["train"].features["label"].names
-    positive = positive_index(names, params.evaluate.positive_label)
     model = AutoModelForSequenceClassification.from_pretrained(paths.model)
     device = resolve_device("auto")
+    if params.data.task == "regression":  # stages/evaluation/regression_report.py
+        from stages.evaluation.regression_report import evaluate_regression
+
+        summary = json.loads((Path(paths.split) / "summary.json").read_text(encoding="utf-8"))
+        return evaluate_regression(params, split, tokenized, model, device, load_baselines(paths.baselines), {
+            "label_statistics": summary.get("label_statistics", {}), "baseline_labels": baseline_labels(params),
+            "title": f"Evaluation report: {Path(params.data.train_csv).name}, model {params.model.name}",
+            "token_report": json.loads(Path(paths.tokenize_report).read_text())
+            if Path(paths.tokenize_report).is_file() else None})
+    names = split["train"].features["label"].names
+    positive = positive_index(names, params.evaluate.positive_label)
     sets = {}
     for name in ("valid", "test"):
         if name not in split:
             continue
         labelled = "label" in split[name].column_names
+        pairs = pair_texts(split[name])  # sentence pairs: the second texts and their token_type_ids
         probabilities = predict_proba(model, tokenized[name]["input_ids"], params.train.eval_batch_size, device,
-                                      desc=f"predict {name}")
-        sets[name] = {"texts": split[name]["text"], "probabilities": probabilities,
+                                      desc=f"predict {name}",
+                                      token_type_ids=tokenized[name]["token_type_ids"] if pairs else None)
+        sets[name] = {"texts": split[name]["text"], "probabilities": probabilities, "pairs": pairs,
                       "gold": np.asarray(split[name]["label"]) if labelled else None,
                       "tfidf": load_tfidf_predictions(paths.baselines, name, len(split[name])) if labelled else None}
     blend = (blend_with_tfidf(model, split, tokenized, sets, paths.baselines, params.train.eval_batch_size, device,
@@ -306,7 +320,8 @@ def blend_with_tfidf(model, split: datasets.DatasetDict, tokenized: datasets.Dat
     tfidf = {name: load_tfidf_probabilities(baselines_dir, name, len(data["gold"])) for name, data in scored.items()}
     if tfidf_dev is None or any(rows is None for rows in tfidf.values()):
         return None
-    model_dev = predict_proba(model, tokenized["dev"]["input_ids"], batch_size, device, desc="predict dev (blend)")
+    model_dev = predict_proba(model, tokenized["dev"]["input_ids"], batch_size, device, desc="predict dev (blend)",
+                              token_type_ids=tokenized["dev"]["token_type_ids"] if pair_texts(split["dev"]) else None)
     weight = choose_model_weight(np.asarray(split["dev"]["label"]), model_dev, tfidf_dev, n_classes)
     return blend_metrics(weight, {name: (data["gold"], data["probabilities"], tfidf[name])
                                   for name, data in scored.items()}, n_classes, positive)

@@ -39,6 +39,11 @@ def summary_lines(params: Params) -> list[str]:
         raise UserError(f"{metrics_file}: not found; run `dvc repro` first")
     metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
     valid = metrics["valid"]
+    if "macro_f1" not in valid:  # data.task regression
+        return [f"valid Spearman {valid['spearman']:.4f} (95% CI {valid['spearman_ci95_low']:.4f}–"
+                f"{valid['spearman_ci95_high']:.4f}), Pearson {valid['pearson']:.4f}, MSE {valid['mse']:.4f}, "
+                f"MAE {valid['mae']:.4f}", f"report:  {eval_dir / 'report.md'}",
+                f"metrics: {metrics_file}  (compare runs: python -m stages.compare, dvc exp show)"]
     lines = [f"valid macro-F1 {valid['macro_f1']:.4f} (95% CI {valid['macro_f1_ci95_low']:.4f}–"
              f"{valid['macro_f1_ci95_high']:.4f}), accuracy {valid['accuracy']:.4f}, ECE {valid['ece']:.3f}"]
     baselines_file = Path(params.paths.baselines) / BASELINE_METRICS

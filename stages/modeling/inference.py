@@ -11,8 +11,12 @@ from stages.modeling.batching import pad_batch, sorted_batches
 
 
 def predict_proba(model: PreTrainedModel, sequences: list[list[int]], batch_size: int, device: torch.device,
-                  dtype: torch.dtype | None = None, desc: str = "predict") -> np.ndarray:
-    """Softmax probabilities, shape (len(sequences), num_labels), rows in input order."""
+                  dtype: torch.dtype | None = None, desc: str = "predict",
+                  token_type_ids: list[list[int]] | None = None) -> np.ndarray:
+    """Softmax probabilities, shape (len(sequences), num_labels), rows in input order; for a regression model
+    (config.problem_type "regression") its raw outputs, the predicted values, shape (len(sequences), 1).
+    `token_type_ids`: the segments of sentence pairs (stages/dataset/pairs.py), padded with 0 like the ids."""
+    regression = model.config.problem_type == "regression"
     model = model.to(device).eval()
     probabilities = np.zeros((len(sequences), model.config.num_labels), dtype=np.float32)
     pad_id = model.config.pad_token_id or 0
@@ -21,8 +25,10 @@ def predict_proba(model: PreTrainedModel, sequences: list[list[int]], batch_size
         for rows in sorted_batches([len(s) for s in sequences], batch_size):
             threads.refresh()  # concurrent pipeline runs share the cores (stages/common/threads.py)
             ids, mask = pad_batch([sequences[i] for i in rows], pad_id)
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-            probabilities[rows] = torch.softmax(logits, dim=-1).cpu().numpy()
+            segments = {} if token_type_ids is None else {
+                "token_type_ids": pad_batch([token_type_ids[i] for i in rows], 0)[0].to(device)}
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), **segments).logits.float()
+            probabilities[rows] = (logits if regression else torch.softmax(logits, dim=-1)).cpu().numpy()
             bar.update(len(rows))
     return probabilities
 

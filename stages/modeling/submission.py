@@ -18,7 +18,7 @@ from stages.common.errors import UserError
 from stages.common.outputs import write_csv
 from stages.common.params import DataParams
 from stages.common.spreadsheet import spreadsheet_safe
-from stages.modeling.inference import predict_proba, probability_columns
+from stages.modeling.inference import PROBABILITY_DIGITS, predict_proba, probability_columns
 
 
 def submission_columns(names: list[str], id_column: str, label_column: str) -> list[str]:
@@ -43,7 +43,9 @@ def unlabelled_test(split: datasets.DatasetDict) -> bool:
 def make_submission(paths, data: DataParams, batch_size: int) -> tuple[pd.DataFrame, str]:
     """(submission frame, one-line description of what it holds)."""
     split = datasets.load_from_disk(paths.split)
-    names = split["train"].features["label"].names
+    # data.task regression: a float label, and the submission holds the predicted value in data.label_column
+    regression = not isinstance(split["train"].features["label"], datasets.ClassLabel)
+    names = [] if regression else split["train"].features["label"].names
     if not unlabelled_test(split):
         why = ("the test file is labelled: its scores are in the evaluate stage's metrics" if "test" in split
                else "data.test_csv is not set")
@@ -55,8 +57,13 @@ def make_submission(paths, data: DataParams, batch_size: int) -> tuple[pd.DataFr
 
     tokenized = datasets.load_from_disk(paths.tokenized)
     model = AutoModelForSequenceClassification.from_pretrained(paths.model, use_safetensors=True)
+    pairs = "text_pair" in split["test"].column_names  # sentence pairs: their token_type_ids too
     probabilities = predict_proba(model, tokenized["test"]["input_ids"], batch_size, resolve_device("auto"),
-                                  desc="predict test")
+                                  desc="predict test", token_type_ids=tokenized["test"]["token_type_ids"] if pairs else None)
+    if regression:
+        values = np.asarray(probabilities[:, 0], dtype=np.float64).round(PROBABILITY_DIGITS)
+        frame = pd.DataFrame({data.id_column: split["test"]["id"], data.label_column: values})
+        return frame, f"{len(frame)} unlabelled test rows (predicted values)"
     frame = submission_frame(split["test"]["id"], probabilities, names, data.id_column, data.label_column)
     return frame, f"{len(frame)} unlabelled test rows"
 

@@ -45,8 +45,9 @@ from stages.common.codedeps import ROOT, code_files
 from stages.common.errors import UserError
 from stages.common.hardware import resolve_device, resolve_precision
 from stages.common.outputs import atomic_dir
-from stages.common.params import PathParams, TrainParams
+from stages.common.params import PathParams, TrainParams, resolve_metric
 from stages.evaluation.metrics import make_compute_metrics, positive_index
+from stages.evaluation.regression import LOWER_IS_BETTER, make_regression_compute_metrics
 from stages.modeling import checkpointing as ckpt
 from stages.modeling.model_dir import drop_load_time_keys
 
@@ -212,8 +213,15 @@ class ProjectTrainer(Trainer):
         return super()._get_train_sampler(train_dataset)
 
 
-def training_arguments(train: TrainParams, output_dir: str, device: Optional[torch.device] = None) -> TrainingArguments:
+def is_regression(split: datasets.Dataset) -> bool:
+    """data.task regression: the split stage stores a float label instead of a ClassLabel."""
+    return not isinstance(split.features["label"], datasets.ClassLabel)
+
+
+def training_arguments(train: TrainParams, output_dir: str, device: Optional[torch.device] = None,
+                       regression: bool = False) -> TrainingArguments:
     device = device or resolve_device("auto")
+    metric = resolve_metric(train.metric_for_best_model, "regression" if regression else "single_label")
     dtype = resolve_precision(train.precision, device, "train.precision")
     evaluating = train.eval_strategy != "no"
     keep_best = evaluating and train.save_strategy != "no"
@@ -245,8 +253,8 @@ def training_arguments(train: TrainParams, output_dir: str, device: Optional[tor
         logging_strategy=train.eval_strategy if evaluating else "epoch",
         logging_steps=train.eval_steps,
         load_best_model_at_end=keep_best,
-        metric_for_best_model=train.metric_for_best_model if evaluating else None,
-        greater_is_better=train.metric_for_best_model != "loss",
+        metric_for_best_model=metric if evaluating else None,
+        greater_is_better=metric != "loss" and metric not in LOWER_IS_BETTER,
         report_to="none",  # DVCLive comes in as the TrainingCurves callback (see its docstring)
         use_cpu=device.type == "cpu",
         dataloader_pin_memory=device.type == "cuda",
@@ -273,16 +281,19 @@ def unexpected_load_keys(info: dict, base_prefix: str) -> list[str]:
     return missing + unused + mismatched
 
 
-def load_for_classification(model_dir: str, id2label: dict[int, str], label2id: dict[str, int]):
+def load_for_classification(model_dir: str, id2label: dict[int, str], label2id: dict[str, int],
+                            problem_type: Optional[str] = None):
     """The base model with a new classification head. transformers prints a LOAD REPORT warning listing the
     head as "MISSING, newly initialized" on every such load: expected here, so it is silenced for this call
     only, and whatever else the report holds is shown as one warning."""
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
+    # A regression head (problem_type "regression"): one output, mean-squared-error loss (transformers' own).
+    head = {"problem_type": problem_type} if problem_type else {}
     try:
         model, info = AutoModelForSequenceClassification.from_pretrained(
             model_dir, num_labels=len(id2label), id2label=id2label, label2id=label2id, attn_implementation="sdpa",
-            output_loading_info=True)
+            output_loading_info=True, **head)
     finally:
         hf_logging.set_verbosity(verbosity)
     surprising = unexpected_load_keys(info, model.base_model_prefix)
@@ -297,14 +308,15 @@ def build_trainer(tokenized: datasets.DatasetDict, model_dir: str, train: TrainP
                   positive_label: Optional[str] = None) -> ProjectTrainer:
     """`positive_label` (evaluate.positive_label) is the class whose F1 `metric_for_best_model: f1` selects on,
     the same class the evaluate stage reports."""
-    names = tokenized["train"].features["label"].names
-    positive = positive_index(names, positive_label)
+    regression = is_regression(tokenized["train"])
+    names = ["score"] if regression else tokenized["train"].features["label"].names
+    positive = 0 if regression else positive_index(names, positive_label)
     id2label, label2id = label_maps(names)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    args = training_arguments(train, output_dir, device)
+    args = training_arguments(train, output_dir, device, regression)
     # Seed before the model exists: the classification head is randomly initialised.
     set_seed(train.seed)
-    model = load_for_classification(model_dir, id2label, label2id)
+    model = load_for_classification(model_dir, id2label, label2id, "regression" if regression else None)
     columns = ["input_ids", "attention_mask", "label", "length"] + (
         ["token_type_ids"] if "token_type_ids" in tokenized["train"].column_names else [])
     callbacks = [ckpt.CompleteMarker(), SharedCores()]
@@ -312,8 +324,11 @@ def build_trainer(tokenized: datasets.DatasetDict, model_dir: str, train: TrainP
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=train.early_stopping_patience))
     if log_dir is not None:
         callbacks.append(TrainingCurves(log_dir))
+    if regression and train.class_weights == "balanced":
+        logger.warning("train.class_weights: balanced does not apply to data.task regression (no classes): "
+                       "plain mean-squared-error loss")
     weights = (balanced_class_weights(np.asarray(tokenized["train"]["label"]), len(names))
-               if train.class_weights == "balanced" else None)
+               if train.class_weights == "balanced" and not regression else None)
     evaluating = train.eval_strategy != "no"
     return ProjectTrainer(
         model=model,
@@ -323,16 +338,18 @@ def build_trainer(tokenized: datasets.DatasetDict, model_dir: str, train: TrainP
         eval_dataset=tokenized[SELECTION_SPLIT].select_columns(columns) if evaluating else None,
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=make_compute_metrics(len(names), positive),
+        compute_metrics=make_regression_compute_metrics() if regression else make_compute_metrics(len(names), positive),
         callbacks=callbacks,
         class_weights=weights,
     )
 
 
-def save_model(trainer: Trainer, out_dir: str) -> None:
+def save_model(trainer: Trainer, out_dir: str, text_pair_column: Optional[str] = None) -> None:
     """save_pretrained (safetensors), not trainer.save_model: the latter also pickles training_args.bin.
     The tokenizer config loses the keys that record how this process loaded it (HF_HUB_OFFLINE), so the
     output's bytes do not depend on the shell that ran the stage."""
+    if text_pair_column:  # sentence pairs: predict and package read the column name from config.json
+        trainer.model.config.text_pair_column = text_pair_column
     with atomic_dir(out_dir) as tmp:
         trainer.model.save_pretrained(str(tmp))
         trainer.processing_class.save_pretrained(str(tmp))
@@ -360,7 +377,8 @@ class TrainResult(NamedTuple):
     speed: TrainingSpeed
 
 
-def train_and_save(paths: PathParams, train: TrainParams, positive_label: Optional[str] = None) -> TrainResult:
+def train_and_save(paths: PathParams, train: TrainParams, positive_label: Optional[str] = None,
+                   text_pair_column: Optional[str] = None) -> TrainResult:
     """Train (resuming a matching interrupted run), save the model to paths.model; returns the kept eval entry
     and the training speed."""
     tokenized = datasets.load_from_disk(paths.tokenized)
@@ -385,7 +403,7 @@ def train_and_save(paths: PathParams, train: TrainParams, positive_label: Option
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     kept = best_eval(trainer)
     if trainer.is_world_process_zero():
-        save_model(trainer, paths.model)
+        save_model(trainer, paths.model, text_pair_column)
         # Finished: the checkpoints cannot be resumed any more (DVC caches the result instead).
         ckpt.remove_other_runs(checkpoint_root, keep="")
     trainer.accelerator.wait_for_everyone()
