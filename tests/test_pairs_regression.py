@@ -1,0 +1,199 @@
+"""Sentence pairs (data.text_pair_column) and regression (data.task: regression), on real texts.
+
+Data: real sentences from ../shared/data, labels synthesised so each task is well defined (the shared sets
+hold neither pairs nor scores):
+- pairs (JNLI / paraphrase style): JCoLA sentences; a row pairs a sentence with itself ("same") or with the next
+  sentence of the file ("different");
+- regression (JSTS style score): chABSA sentences, score = characters / 10 (one decimal): a number the model can
+  learn from the text, so the score column is a real float column with ties and a spread.
+Both end-to-end runs are tiny (1 epoch, 30 pretraining steps): they check the plumbing (token_type_ids, float
+labels, the files every stage writes, predict = evaluate), not quality.
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import pearsonr, spearmanr
+from transformers import AutoConfig, AutoTokenizer
+
+from stages.common.params import project_params
+from stages.dataset.pairs import encode_pairs
+from stages.evaluation.regression import regression_headline, regression_intervals, regression_scores
+from tests.conftest import call_main, make_pipeline_repo, need_shared_data, run
+from tests.test_errors import setup
+
+ROWS = 60
+
+
+def pair_rows(n: int = ROWS) -> pd.DataFrame:
+    sentences = pd.read_csv(need_shared_data("jcola_acceptability"))["text"].drop_duplicates().tolist()
+    rows = []
+    for i in range(n):
+        a = sentences[i]
+        same = i % 2 == 0
+        rows.append({"premise": a, "hypothesis": a if same else sentences[i + 1], "label": "same" if same else "different"})
+    return pd.DataFrame(rows)
+
+
+def score_rows(n: int = ROWS) -> pd.DataFrame:
+    texts = pd.read_csv(need_shared_data("chabsa_sentiment"))["text"].drop_duplicates().tolist()[:n]
+    return pd.DataFrame({"text": texts, "score": [round(len(t) / 10, 1) for t in texts]})
+
+
+# --- metrics ------------------------------------------------------------------------------------------
+
+
+def test_regression_scores_match_scipy_and_intervals_cover_them():
+    rng = np.random.default_rng(0)
+    gold = rng.normal(size=200)
+    predicted = gold + rng.normal(scale=0.8, size=200)
+    scores = regression_scores(gold, predicted)
+    assert scores["pearson"] == pytest.approx(pearsonr(gold, predicted)[0])
+    assert scores["spearman"] == pytest.approx(spearmanr(gold, predicted)[0])
+    assert scores["mse"] == pytest.approx(np.mean((predicted - gold) ** 2))
+    assert scores["mae"] == pytest.approx(np.mean(np.abs(predicted - gold)))
+    intervals = regression_intervals(gold, predicted)
+    for key, (low, high) in intervals.items():
+        assert low < scores[key] < high, key
+    assert regression_intervals(gold, predicted) == intervals  # fixed seed
+    headline = regression_headline(gold, predicted)
+    assert list(headline)[:3] == ["pearson", "pearson_ci95_low", "pearson_ci95_high"]
+    # A constant prediction has no measurable correlation: 0.0, not NaN (metrics.json must stay valid JSON).
+    assert regression_scores(gold, np.full(200, 0.5))["pearson"] == 0.0
+
+
+def test_metric_for_best_model_auto_and_cross_task_refusal():
+    assert project_params().train.metric_for_best_model == "macro_f1"  # today's behaviour
+    assert project_params({"data": {"task": "regression"}}).train.metric_for_best_model == "spearman"
+    with pytest.raises(Exception, match="train.metric_for_best_model: macro_f1 does not apply to data.task regression"):
+        project_params({"data": {"task": "regression"}, "train": {"metric_for_best_model": "macro_f1"}})
+    with pytest.raises(Exception, match="split.folds > 1 .* supports single-text single_label tasks only"):
+        project_params({"data": {"text_pair_column": "b"}, "split": {"folds": 3, "fold_ids": [1, 2, 3]}})
+
+
+# --- split --------------------------------------------------------------------------------------------
+
+
+def test_bad_regression_cell_names_file_column_and_row(tmp_path):
+    csv = "text,score\n良い商品です。,0.5\n悪い商品です。,とても\n普通です。,0.1\n"
+    workdir = setup(tmp_path, csv, {"data": {"task": "regression", "label_column": "score"}})
+    result = call_main("stages.split", cwd=workdir)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: train.csv: label 'とても' in column 'score' on row 2 is not a number")
+    assert not (workdir / "data/split").exists()
+
+
+def test_pair_split_dedups_on_the_pair_and_stratifies_regression_on_bins(tmp_path):
+    pairs = pair_rows()
+    doubled = pd.concat([pairs, pairs.iloc[:3]], ignore_index=True)  # 3 exact duplicate pairs
+    # Same first text, another second text: not a duplicate of a pair.
+    doubled.loc[len(doubled)] = {"premise": pairs["premise"][0], "hypothesis": "別の文です。", "label": "different"}
+    workdir = setup(tmp_path, doubled.to_csv(index=False),
+                    {"data": {"text_column": "premise", "text_pair_column": "hypothesis"}})
+    result = call_main("stages.split", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "dropped 3 exact duplicate rows (same text pair, same label)" in result.stdout
+    split = datasets.load_from_disk(str(workdir / "data/split"))
+    assert sum(len(part) for part in split.values()) == ROWS + 1
+    assert split["train"].column_names == ["text", "text_pair", "label"]
+
+    scores = score_rows()
+    (tmp_path / "regression").mkdir()
+    workdir = setup(tmp_path / "regression", scores.to_csv(index=False),
+                    {"data": {"task": "regression", "label_column": "score"}})
+    assert call_main("stages.split", cwd=workdir).returncode == 0
+    split = datasets.load_from_disk(str(workdir / "data/split"))
+    assert split["train"].features["label"].dtype == "float32"
+    summary = json.loads((workdir / "data/split/summary.json").read_text())
+    assert summary["task"] == "regression" and sum(s["rows"] for s in summary["label_statistics"].values()) == ROWS
+    # Stratified on quantile bins: valid spans the range (a row from the lowest and the highest fifth).
+    ordered = np.sort(scores["score"].to_numpy())
+    valid = np.asarray(split["valid"]["label"])
+    assert valid.min() <= ordered[ROWS // 5] and valid.max() >= ordered[-ROWS // 5 - 1]
+
+
+# --- end to end ---------------------------------------------------------------------------------------
+
+
+def predict_frame(repo: Path, args: list[str]) -> pd.DataFrame:
+    from stages.predict import run as predict
+
+    out = io.StringIO()
+    predict([str(repo / "data/model"), *args, "--no-progress"], stdout=out, stderr=io.StringIO())
+    return pd.read_csv(io.StringIO(out.getvalue()), dtype={"text": str})
+
+
+def test_pair_classification_end_to_end_and_predict_equals_evaluate(tmp_path):
+    pairs = pair_rows()
+    csv = tmp_path / "pairs.csv"
+    pairs.to_csv(csv, index=False)
+    repo = make_pipeline_repo(tmp_path / "repo", {
+        "data": {"train_csv": str(csv), "text_column": "premise", "text_pair_column": "hypothesis"},
+        "train": {"epochs": 1}, "baselines": {"mteb": {"n_experiments": 2}}})
+    run(["dvc", "repro"], repo)
+    # The builtin tokenizer lays a pair out as BERT does: [CLS] a [SEP] b [SEP], token types 0 then 1.
+    tokenizer = AutoTokenizer.from_pretrained(repo / "data/base_model")
+    encoded = encode_pairs(tokenizer, ["今日は晴れです。"], ["明日は雨です。"], 64)
+    tokens = tokenizer.convert_ids_to_tokens(encoded["input_ids"][0])
+    first_sep = tokens.index("[SEP]")
+    assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and tokens.count("[SEP]") == 2
+    types = encoded["token_type_ids"][0]
+    assert set(types[:first_sep + 1]) == {0} and set(types[first_sep + 1:]) == {1}
+    tokenized = datasets.load_from_disk(str(repo / "data/tokenized"))
+    assert "token_type_ids" in tokenized["train"].column_names
+    assert any(1 in types for types in tokenized["train"]["token_type_ids"])
+    assert AutoConfig.from_pretrained(repo / "data/model").text_pair_column == "hypothesis"
+    metrics = json.loads((repo / "data/eval/metrics.json").read_text())
+    assert {"macro_f1", "accuracy", "f1"} <= set(metrics["valid"])
+    evaluated = pd.read_csv(repo / "data/eval/predictions.csv", dtype={"text": str, "text_pair": str})
+    assert list(evaluated.columns[:3]) == ["split", "text", "text_pair"]
+    valid = evaluated[evaluated["split"] == "valid"].reset_index(drop=True)
+    # predict reads the pair column recorded in the model: same rows, same probabilities as evaluate.
+    given = tmp_path / "valid.csv"
+    valid.rename(columns={"text_pair": "hypothesis"})[["text", "hypothesis"]].to_csv(given, index=False)
+    predicted = predict_frame(repo, ["--input", str(given)])
+    assert predicted["text_pair"].tolist() == valid["text_pair"].tolist()
+    assert predicted["label"].tolist() == valid["predicted"].tolist()
+    for column in ("p_different", "p_same"):
+        assert predicted[column].tolist() == valid[column].tolist()
+    report = (repo / "data/eval/report.md").read_text()
+    assert "macro-F1" in report
+
+
+def test_regression_end_to_end_and_predict_equals_evaluate(tmp_path):
+    scores = score_rows()
+    csv = tmp_path / "scores.csv"
+    scores.to_csv(csv, index=False)
+    repo = make_pipeline_repo(tmp_path / "repo", {
+        "data": {"train_csv": str(csv), "label_column": "score", "task": "regression"}, "train": {"epochs": 1}})
+    result = run(["dvc", "repro"], repo)
+    assert "train.class_weights: balanced does not apply" in result.stderr + result.stdout
+    assert AutoConfig.from_pretrained(repo / "data/model").problem_type == "regression"
+    metrics = json.loads((repo / "data/eval/metrics.json").read_text())
+    assert list(metrics["valid"]) == [f"{m}{s}" for m in ("pearson", "spearman", "mse", "mae")
+                                      for s in ("", "_ci95_low", "_ci95_high")]
+    evaluated = pd.read_csv(repo / "data/eval/predictions.csv", dtype={"text": str})
+    valid = evaluated[evaluated["split"] == "valid"].reset_index(drop=True)
+    gold = valid["gold"].to_numpy()
+    assert metrics["valid"]["mse"] == pytest.approx(np.mean((valid["predicted"] - gold) ** 2), abs=1e-5)
+    baselines = json.loads((repo / "data/baselines/metrics.json").read_text())
+    assert {"pearson", "spearman", "mse", "mae"} <= set(baselines["tfidf"]["valid"])
+    assert "skipped" in baselines["mteb"] and "skipped" in baselines["knn"]
+    # The classification plots DVC declares still exist (header only), and `dvc metrics diff` reads the file.
+    assert (repo / "data/eval/confusion.csv").read_text() == "actual,predicted\n"
+    json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
+    report = (repo / "data/eval/report.md").read_text()
+    assert "Spearman" in report and "figures/scatter.png" in report and (repo / "data/eval/figures/scatter.png").is_file()
+    given = tmp_path / "valid.csv"
+    valid[["text"]].to_csv(given, index=False)
+    predicted = predict_frame(repo, ["--input", str(given)])
+    assert list(predicted.columns) == ["text", "prediction"]
+    assert predicted["prediction"].tolist() == valid["predicted"].tolist()
+    card = (repo / "data/release/README.md").read_text()
+    assert "spearman" in card.lower()
