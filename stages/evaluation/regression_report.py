@@ -158,7 +158,10 @@ def evaluate_regression(params: Params, split: datasets.DatasetDict, tokenized: 
         plots.save_png(scatter_figure(gold_valid, valid_values, "Predicted vs gold (valid)"), figures / "scatter.png")
         plots.save_png(plots.lengths_figure(lengths), figures / "lengths.png")
     statistics = context["label_statistics"]
-    markdown = build_report(metrics, baselines, context["baseline_labels"], statistics, lengths,
+    labels = {**context["baseline_labels"],  # the regression baselines fit ridge regressions
+              "tfidf": context["baseline_labels"]["tfidf"].replace("logistic regression", "ridge regression"),
+              "probe": "linear probe: ridge regression on frozen embed-stage vectors"}
+    markdown = build_report(metrics, baselines, labels, statistics, lengths,
                             context.get("token_report"), predictions, params.evaluate.report_errors, map_description,
                             context["title"], has_pairs(split["train"]))
     write_text(out / "report.md", markdown)
