@@ -125,17 +125,20 @@ def predict_frame(repo: Path, args: list[str]) -> pd.DataFrame:
     from stages.predict import run as predict
 
     out = io.StringIO()
-    predict([str(repo / "data/model"), *args, "--no-progress"], stdout=out, stderr=io.StringIO())
+    # data/release: the packaged model, whose tokenizer truncates at tokenize.max_length as the tokenize stage did
+    predict([str(repo / "data/release"), *args, "--no-progress"], stdout=out, stderr=io.StringIO())
     return pd.read_csv(io.StringIO(out.getvalue()), dtype={"text": str})
 
 
 @pytest.mark.slow
 def test_pair_classification_end_to_end_and_predict_equals_evaluate(tmp_path):
-    pairs = pair_rows()
-    csv = tmp_path / "pairs.csv"
-    pairs.to_csv(csv, index=False)
+    pairs = pair_rows(ROWS + 4)
+    csv, test_csv = tmp_path / "pairs.csv", tmp_path / "test.csv"
+    pairs[:ROWS].to_csv(csv, index=False)
+    pairs[ROWS:].drop(columns="label").assign(id=["a", "b", "c", "d"]).to_csv(test_csv, index=False)  # unlabelled
     repo = make_pipeline_repo(tmp_path / "repo", {
-        "data": {"train_csv": str(csv), "text_column": "premise", "text_pair_column": "hypothesis"},
+        "data": {"train_csv": str(csv), "test_csv": str(test_csv), "text_column": "premise",
+                 "text_pair_column": "hypothesis"},
         "train": {"epochs": 1}, "baselines": {"mteb": {"n_experiments": 2}}})
     run(["dvc", "repro"], repo)
     # The builtin tokenizer lays a pair out as BERT does: [CLS] a [SEP] b [SEP], token types 0 then 1.
@@ -166,15 +169,21 @@ def test_pair_classification_end_to_end_and_predict_equals_evaluate(tmp_path):
         assert predicted[column].tolist() == valid[column].tolist()
     report = (repo / "data/eval/report.md").read_text()
     assert "macro-F1" in report
+    submission = pd.read_csv(repo / "data/submission.csv")
+    on_test = predict_frame(repo, ["--input", str(test_csv)])
+    assert submission["id"].tolist() == ["a", "b", "c", "d"]
+    assert submission["p_same"].tolist() == on_test["p_same"].tolist()
 
 
 @pytest.mark.slow
 def test_regression_end_to_end_and_predict_equals_evaluate(tmp_path):
-    scores = score_rows()
-    csv = tmp_path / "scores.csv"
-    scores.to_csv(csv, index=False)
+    scores = score_rows(ROWS + 3)
+    csv, test_csv = tmp_path / "scores.csv", tmp_path / "test.csv"
+    scores[:ROWS].to_csv(csv, index=False)
+    scores[ROWS:][["text"]].to_csv(test_csv, index=False)  # unlabelled: the submit stage predicts its scores
     repo = make_pipeline_repo(tmp_path / "repo", {
-        "data": {"train_csv": str(csv), "label_column": "score", "task": "regression"}, "train": {"epochs": 1}})
+        "data": {"train_csv": str(csv), "test_csv": str(test_csv), "label_column": "score", "task": "regression"},
+        "train": {"epochs": 1}})
     result = run(["dvc", "repro"], repo)
     assert "train.class_weights: balanced does not apply" in result.stderr + result.stdout
     assert AutoConfig.from_pretrained(repo / "data/model").problem_type == "regression"
@@ -198,5 +207,8 @@ def test_regression_end_to_end_and_predict_equals_evaluate(tmp_path):
     predicted = predict_frame(repo, ["--input", str(given)])
     assert list(predicted.columns) == ["text", "prediction"]
     assert predicted["prediction"].tolist() == valid["predicted"].tolist()
+    submission = pd.read_csv(repo / "data/submission.csv")
+    assert list(submission.columns) == ["id", "score"]
+    assert submission["score"].tolist() == predict_frame(repo, ["--input", str(test_csv)])["prediction"].tolist()
     card = (repo / "data/release/README.md").read_text()
     assert "spearman" in card.lower()
