@@ -170,7 +170,7 @@ def test_pair_classification_end_to_end_and_predict_equals_evaluate(tmp_path):
     report = (repo / "data/eval/report.md").read_text()
     assert "macro-F1" in report
     submission = pd.read_csv(repo / "data/submission.csv")
-    on_test = predict_frame(repo, ["--input", str(test_csv)])
+    on_test = predict_frame(repo, ["--input", str(test_csv), "--text-column", "premise"])
     assert submission["id"].tolist() == ["a", "b", "c", "d"]
     assert submission["p_same"].tolist() == on_test["p_same"].tolist()
 

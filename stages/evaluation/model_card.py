@@ -103,6 +103,11 @@ def data_section(summary: dict, data_params: dict) -> str:
     rows = [[split] + [per_class.get(name, "") for name in names] + [sum(per_class.values())]
             for split, per_class in counts.items() if "unlabelled" not in per_class]
     text = "\n".join(lines)
+    statistics = {split: s for split, s in summary.get("label_statistics", {}).items() if "rows" in s}
+    if statistics:  # data.task regression: the score per split instead of class counts
+        text += "\n\nScore per split after cleaning and the split on its quantile bins:\n\n" + table(
+            ["split", "rows", "mean", "std", "min", "max"],
+            [[split, s["rows"], s["mean"], s["std"], s["min"], s["max"]] for split, s in statistics.items()])
     if rows:
         text += "\n\nRows per class after cleaning and the stratified split:\n\n" + table(["split"] + names + ["total"], rows)
     unlabelled = {split: c["unlabelled"] for split, c in counts.items() if "unlabelled" in c}
@@ -190,7 +195,10 @@ def dump_yaml(data: Any) -> str:
 
 MODEL_NAME = "ja-textclf"
 # model-index entries: (metrics.json key, Hub metric type, display name, metric args)
-CARD_METRICS = (("macro_f1", "f1", "Macro F1", {"average": "macro"}), ("accuracy", "accuracy", "Accuracy", None))
+CARD_METRICS = (("macro_f1", "f1", "Macro F1", {"average": "macro"}), ("accuracy", "accuracy", "Accuracy", None),
+                # data.task regression (a split's metrics hold these keys instead of the two above)
+                ("pearson", "pearsonr", "Pearson r", None), ("spearman", "spearmanr", "Spearman", None),
+                ("mse", "mse", "MSE", None), ("mae", "mae", "MAE", None))
 CARD_SPLITS = (("valid", "validation"), ("test", "test"))
 
 
@@ -238,14 +246,23 @@ def render_card(names: list[str], base: dict, summary: dict, metrics: dict, para
     data_params = params.get("data", {})
     dataset = dataset_name or file_name(data_params.get("train_csv")) or "training data"
     label_table = table(["id", "label"], [[i, name] for i, name in enumerate(names)])
+    regression = data_params.get("task") == "regression"
+    pair = data_params.get("text_pair_column")
+    title = (f"# Japanese text regression model: {escape(data_params.get('label_column', 'score'))}" if regression
+             else f"# Japanese text classifier: {', '.join(escape(name) for name in names)}")
+    head = ("1 output, regression (`problem_type: regression`; the raw output is the predicted score)" if regression
+            else f"{len(names)} labels, softmax")
+    inputs = (f"\n- Input: sentence pairs, `[CLS] {escape(data_params.get('text_column', 'text'))} [SEP] "
+              f"{escape(pair)} [SEP]` with token types 0 and 1 (`text_pair_column` in config.json)" if pair else "")
     sections = [
         front_matter(card_data(base, metrics, license, dataset, file_name(data_params.get("test_csv")))),
-        f"# Japanese text classifier: {', '.join(escape(name) for name in names)}",
+        title,
         "Fine-tuned sequence classifier written by the ja-textclf DVC pipeline (`dvc repro`). This directory is "
         "self-contained: safetensors weights, `config.json` with the label names, and the tokenizer files.",
-        "## Labels\n\n" + label_table,
+        ("## Output\n\nOne number per text: the predicted score (data.task: regression)." if regression
+         else "## Labels\n\n" + label_table),
         "## Model\n\n" + "\n".join(base_model_lines(base)) +
-        f"\n- Head: `AutoModelForSequenceClassification`, {len(names)} labels, softmax"
+        f"\n- Head: `AutoModelForSequenceClassification`, {head}{inputs}"
         f"\n- Maximum input length: {max_length} tokens (longer texts are truncated)",
         "## Training data\n\n" + data_section(summary, params.get("data", {})),
         "## Evaluation\n\n" + metrics_section(metrics),
