@@ -301,7 +301,10 @@ class TrainParams(Section):
 
     @classmethod
     def from_project(cls, **overrides: Any) -> "TrainParams":
-        return super().from_project(**overrides).for_model(project_raw()["model"]["name"])
+        raw = project_raw()
+        train = super().from_project(**overrides).for_model(raw["model"]["name"])
+        return train.model_copy(update={"metric_for_best_model": resolve_metric(train.metric_for_best_model,
+                                                                                raw["data"]["task"])})
 
 CLASSIFICATION_METRICS = ("macro_f1", "accuracy", "f1", "weighted_f1", "macro_precision", "macro_recall",
                           "precision", "recall")
