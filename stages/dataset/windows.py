@@ -6,8 +6,9 @@
   sliding_window  several rows per document, each a window of max_length - specials tokens starting
                   (window - stride) tokens after the previous one, so consecutive windows share `stride` tokens;
                   a `document` column holds the row index of the window's document in its split. Training
-                  trains on every window with its document's label; evaluate, submit and predict pool the
-                  windows' probabilities per document (stages/modeling/window_pooling.py).
+                  trains on every window with its document's label (and its dev scores, which pick the kept
+                  checkpoint, count windows); evaluate, submit and predict pool the windows' probabilities per
+                  document (stages/modeling/window_pooling.py), so their files have one row per document.
 
 Windows are cut from the document's token ids (tokenized once, untruncated, without special tokens) and get the
 tokenizer's special tokens around them: the same route for fast tokenizers and slow ones such as
