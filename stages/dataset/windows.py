@@ -192,9 +192,7 @@ def first_windows(tokenized: datasets.DatasetDict) -> datasets.DatasetDict:
 
 def encode_texts(tokenizer: PreTrainedTokenizerBase, texts: list[str], long_text: LongText,
                  max_length: int) -> tuple[list[list[int]], Optional[list[int]]]:
-    """(token ids per sequence, each sequence's index in `texts` or None when there is one sequence per text):
-    texts cut exactly as the tokenize stage cuts them (the predict command's route)."""
-    if long_text.strategy == TRUNCATE:
-        return tokenizer(texts, truncation=True, max_length=max_length)["input_ids"], None
+    """head_tail or sliding_window: (token ids per sequence, each sequence's index in `texts`, or None for
+    head_tail's one sequence per text), cut as the tokenize stage cuts them (the predict command's route)."""
     columns, documents = encode_documents(tokenizer, texts, replace(long_text, max_length=max_length))
     return columns["input_ids"], documents if long_text.strategy == SLIDING_WINDOW else None
