@@ -21,6 +21,7 @@ from stages.dataset.windows import (
     HEAD_SHARE,
     LongText,
     encode_documents,
+    encode_texts,
     first_windows,
 )
 from stages.modeling.builtin import save_tokenizer, segment, train_wordpiece_vocab
@@ -141,6 +142,10 @@ def test_tokenized_split_has_a_row_per_window_with_its_documents_label(tokenizer
                                      LongText("head_tail", MAX_LENGTH))
     assert len(tokenized["valid"]) == 4 and DOCUMENT_COLUMN not in tokenized["valid"].column_names
     assert (report["valid"]["truncated"], report["valid"]["windows"]) == (2, 4)
+    # The predict command's route cuts texts the same way.
+    assert encode_texts(tokenizer, texts, LongText("head_tail", MAX_LENGTH), MAX_LENGTH) == (
+        tokenized["valid"]["input_ids"], None)
+    assert encode_texts(tokenizer, texts, long_text, MAX_LENGTH) == (rows["input_ids"], rows[DOCUMENT_COLUMN])
 
 
 def test_pooling_gives_one_row_per_document_in_document_order():
@@ -152,7 +157,7 @@ def test_pooling_gives_one_row_per_document_in_document_order():
     np.testing.assert_allclose(top, [[0.9, 0.1], [0.6 / 1.4, 0.8 / 1.4], [0.5, 0.5]], rtol=1e-6)
     np.testing.assert_allclose(top.sum(axis=1), 1.0, rtol=1e-6)
     with pytest.raises(ValueError, match="windows cover 2 of 3 documents"):
-        pool_windows(windows[:4], documents[:4] + [], 3, "mean")
+        pool_windows(windows[:4], documents[:4], 3, "mean")
 
 
 def test_strategy_is_recorded_in_config_json_only_when_not_truncate(tmp_path):
