@@ -5,7 +5,8 @@
     cat texts.txt | python -m stages.predict data/release --format jsonl --top-k 2
 
 Installed as the console script `ja-textclf-predict`. Texts are tokenized exactly like the tokenize stage
-(truncated to the tokenizer's `model_max_length`, which the package stage sets to `tokenize.max_length`)
+(truncated to the tokenizer's `model_max_length`, which the package stage sets to `tokenize.max_length`, or
+cut as the model's config.json `long_text` says: head_tail, or windows pooled per text; stages/dataset/windows.py)
 and scored with `stages.modeling.inference.predict_proba`, the function the evaluate stage uses, so the same
 text gets the same probabilities here as in `data/eval/predictions.csv`.
 
@@ -608,7 +609,9 @@ class Summary:
 def run(argv: Sequence[str], stdin=None, stdout: Optional[TextIO] = None, stderr: Optional[TextIO] = None) -> Summary:
     """The whole command (tests call this in-process with their own streams)."""
     from stages.common.hardware import resolve_device, resolve_precision
+    from stages.dataset.windows import TRUNCATE, LongText, encode_texts
     from stages.modeling.inference import predict_proba
+    from stages.modeling.window_pooling import pool_windows
 
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
     args = parser().parse_args(list(argv))
@@ -617,7 +620,9 @@ def run(argv: Sequence[str], stdin=None, stdout: Optional[TextIO] = None, stderr
     target = check_output(args.output, args.input, args.model_dir, args.force)
     source = read_inputs(args, stdin)
     model, tokenizer = load_classifier(args.model_dir)
-    max_length = resolve_max_length(args.max_length, model, tokenizer)
+    long_text = LongText.from_config(model.config, args.model_dir)  # head_tail / sliding_window as trained
+    trained_length = long_text.max_length if long_text.strategy != TRUNCATE else None
+    max_length = resolve_max_length(args.max_length or trained_length, model, tokenizer)
     device = resolve_device(args.device)
     dtype = resolve_precision(args.precision, device, "--precision")
     names = label_names(model)
@@ -639,10 +644,13 @@ def run(argv: Sequence[str], stdin=None, stdout: Optional[TextIO] = None, stderr
             # output keeps the text as given.
             prepared, counts = prepare_texts(chunk.texts)
             changed = {key: changed[key] + counts[key] for key in COUNT_KEYS}
-            sequences = encode(tokenizer, prepared, max_length)
+            sequences, documents = (encode(tokenizer, prepared, max_length), None) if long_text.strategy == TRUNCATE \
+                else encode_texts(tokenizer, prepared, long_text, max_length)
             unknown.count(sequences)
             with contextlib.redirect_stderr(io.StringIO()):  # predict_proba's per-chunk bar; ours counts the whole run
                 probabilities = predict_proba(model, sequences, args.batch_size, device, dtype)
+            if documents is not None:  # sliding_window: one row per text, pooled as the evaluate stage pools
+                probabilities = pool_windows(probabilities, documents, len(prepared), long_text.window_pooling)
             frame = result_frame(chunk.texts, probabilities, names, chunk.ids, top_k, args.id_column)
             sink.write(render(frame, names, fmt, top_k, args.id_column, header=written == 0))
             written += len(chunk.texts)

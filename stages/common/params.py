@@ -171,7 +171,32 @@ class ModelParams(Section):
 
 
 class TokenizeParams(Section):
-    max_length: int = Field(ge=8, description="Longer texts are truncated to this many tokens.")
+    max_length: int = Field(ge=8, description="Longer texts are truncated to this many tokens (see long_text).")
+    long_text: Literal["truncate", "head_tail", "sliding_window"] = Field(
+        description="Texts longer than max_length. truncate: their first tokens. head_tail: their first "
+        "head_tokens and last tokens in one sequence. sliding_window: overlapping windows, one row each; training "
+        "gives every window its document's label, and evaluate, submit and predict pool the windows' "
+        "probabilities into one row per document (window_pooling). Recorded in the model's config.json.")
+    stride: int = Field(ge=0, description="sliding_window: tokens shared by consecutive windows; each window starts "
+                        "(max_length - special tokens - stride) tokens after the previous one. Less than max_length "
+                        "minus the special tokens.")
+    head_tokens: Optional[int] = Field(
+        ge=0, description="head_tail: tokens kept from the start of a long text, the rest of max_length (less the "
+        "special tokens) from its end; null: a quarter of them (Sun et al. 2019: the first 128 and last 382 at 512).")
+    window_pooling: Literal["mean", "max"] = Field(
+        description="sliding_window: a document's probabilities from its windows': mean, or each class's max "
+        "renormalised to sum to 1.")
+
+    @model_validator(mode="after")
+    def _fits_max_length(self) -> "TokenizeParams":
+        # The tokenize stage checks the exact bound, max_length less the tokenizer's special tokens.
+        if self.stride >= self.max_length:
+            raise ValueError(f"stride ({self.stride}) must be less than max_length ({self.max_length}) minus the "
+                             f"special tokens")
+        if self.head_tokens is not None and self.head_tokens > self.max_length:
+            raise ValueError(f"head_tokens ({self.head_tokens}) must be at most max_length ({self.max_length}) "
+                             f"minus the special tokens")
+        return self
 
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
@@ -399,6 +424,13 @@ class Params(Section):
         self.train = self.train.for_model(self.model.name)
         return self
 
+    @model_validator(mode="after")
+    def _windows_without_folds(self) -> "Params":
+        if self.tokenize.long_text == "sliding_window" and self.split.folds > 1:
+            raise ValueError("tokenize.long_text sliding_window makes several rows per document, which the k-fold "
+                             "stages do not pool: use head_tail or truncate with split.folds > 1, or set split.folds 1")
+        return self
+
 
 def _fields_at(loc: tuple) -> list[str]:
     """Valid keys of the section that `loc` (without its last element) points to."""
@@ -427,8 +459,8 @@ def _describe(error: dict, source: str) -> str:
         return (f"{source}: unknown key '{key}' {hint} "
                 f"(valid keys in {section}: {', '.join(valid)})")
     message = error["msg"].removeprefix("Value error, ")
-    if isinstance(error.get("input"), dict):  # a check across several keys of a section
-        return f"{source}: {key}: {message}"
+    if isinstance(error.get("input"), dict):  # a check across several keys of a section (or sections)
+        return f"{source}: {key}: {message}" if key else f"{source}: {message}"
     return f"{source}: {key}: {message} (got {error.get('input')!r})"
 
 

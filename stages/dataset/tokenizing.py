@@ -11,6 +11,7 @@ from transformers import PreTrainedTokenizerBase
 
 from stages.common.errors import UserError
 from stages.dataset.japanese import prepare_texts
+from stages.dataset.windows import TRUNCATE, LongText, document_report, tokenize_documents
 
 # Models whose position ids start after the padding index (RoBERTa's scheme): max_position_embeddings 514
 # holds 512 tokens.
@@ -79,11 +80,18 @@ def token_report(tokenized: datasets.Dataset, unk_id: int | None, prepared: dict
     }
 
 
-def tokenize_all(dataset_dict: datasets.DatasetDict, tokenizer: PreTrainedTokenizerBase, max_length: int) -> tuple[datasets.DatasetDict, dict]:
+def tokenize_all(dataset_dict: datasets.DatasetDict, tokenizer: PreTrainedTokenizerBase, max_length: int,
+                 long_text: LongText | None = None) -> tuple[datasets.DatasetDict, dict]:
+    """`long_text`: head_tail or sliding_window for texts over max_length (stages/dataset/windows.py)."""
     tokenized, report = {}, {}
     for name, split in dataset_dict.items():
         texts, prepared = prepare_texts(split["text"])
-        encoded = tokenize_split(split, tokenizer, max_length, texts)
-        report[name] = token_report(encoded, tokenizer.unk_token_id, prepared)
+        if long_text is None or long_text.strategy == TRUNCATE:
+            encoded = tokenize_split(split, tokenizer, max_length, texts)
+            report[name] = token_report(encoded, tokenizer.unk_token_id, prepared)
+        else:
+            encoded = tokenize_documents(split, tokenizer, long_text, texts)
+            report[name] = {**token_report(encoded, tokenizer.unk_token_id, prepared),
+                            **document_report(encoded, long_text, len(split))}
         tokenized[name] = encoded.remove_columns(["text", "full_length"])
     return datasets.DatasetDict(tokenized), report

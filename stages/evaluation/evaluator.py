@@ -55,7 +55,8 @@ from stages.evaluation.significance import (
     metric_intervals,
     paired_difference,
 )
-from stages.modeling.inference import predict_proba, probability_columns
+from stages.modeling.inference import probability_columns
+from stages.modeling.window_pooling import document_probabilities
 
 METRICS_FILE = "metrics.json"      # headline keys per split (declared as DVC metrics)
 PREDICTIONS_FILE = "predictions.csv"
@@ -274,8 +275,8 @@ def evaluate(params: Params) -> dict:
         if name not in split:
             continue
         labelled = "label" in split[name].column_names
-        probabilities = predict_proba(model, tokenized[name]["input_ids"], params.train.eval_batch_size, device,
-                                      desc=f"predict {name}")
+        probabilities = document_probabilities(model, tokenized[name], params.train.eval_batch_size, device,
+                                               desc=f"predict {name}")
         sets[name] = {"texts": split[name]["text"], "probabilities": probabilities,
                       "gold": np.asarray(split[name]["label"]) if labelled else None,
                       "tfidf": load_tfidf_predictions(paths.baselines, name, len(split[name])) if labelled else None}
@@ -306,7 +307,7 @@ def blend_with_tfidf(model, split: datasets.DatasetDict, tokenized: datasets.Dat
     tfidf = {name: load_tfidf_probabilities(baselines_dir, name, len(data["gold"])) for name, data in scored.items()}
     if tfidf_dev is None or any(rows is None for rows in tfidf.values()):
         return None
-    model_dev = predict_proba(model, tokenized["dev"]["input_ids"], batch_size, device, desc="predict dev (blend)")
+    model_dev = document_probabilities(model, tokenized["dev"], batch_size, device, desc="predict dev (blend)")
     weight = choose_model_weight(np.asarray(split["dev"]["label"]), model_dev, tfidf_dev, n_classes)
     return blend_metrics(weight, {name: (data["gold"], data["probabilities"], tfidf[name])
                                   for name, data in scored.items()}, n_classes, positive)

@@ -18,7 +18,8 @@ from stages.common.errors import UserError
 from stages.common.outputs import write_csv
 from stages.common.params import DataParams
 from stages.common.spreadsheet import spreadsheet_safe
-from stages.modeling.inference import predict_proba, probability_columns
+from stages.modeling.inference import probability_columns
+from stages.modeling.window_pooling import document_probabilities
 
 
 def submission_columns(names: list[str], id_column: str, label_column: str) -> list[str]:
@@ -55,8 +56,8 @@ def make_submission(paths, data: DataParams, batch_size: int) -> tuple[pd.DataFr
 
     tokenized = datasets.load_from_disk(paths.tokenized)
     model = AutoModelForSequenceClassification.from_pretrained(paths.model, use_safetensors=True)
-    probabilities = predict_proba(model, tokenized["test"]["input_ids"], batch_size, resolve_device("auto"),
-                                  desc="predict test")
+    probabilities = document_probabilities(model, tokenized["test"], batch_size, resolve_device("auto"),
+                                           desc="predict test")
     frame = submission_frame(split["test"]["id"], probabilities, names, data.id_column, data.label_column)
     return frame, f"{len(frame)} unlabelled test rows"
 
