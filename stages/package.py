@@ -11,6 +11,7 @@ from __future__ import annotations
 from stages.common.errors import stage_entry
 from stages.common.params import load_params
 from stages.common.paths import check_outputs
+from stages.evaluation import hub_push, onnx_export
 from stages.evaluation.packaging import CARD_FILE, package
 
 
@@ -18,8 +19,20 @@ from stages.evaluation.packaging import CARD_FILE, package
 def main() -> None:
     params = load_params()
     check_outputs(params, "package")
-    release, names = package(params)
+    # The optional steps' prerequisites are checked before anything is written.
+    if params.package.onnx:
+        onnx_export.check_available()
+    if params.package.push_to_hub:
+        hub_push.check_token()
+    release, names, onnx_check = package(params)
     print(f"package: model + model card ({release / CARD_FILE}) -> {release}; labels {names}")
+    if onnx_check is not None:
+        print(f"package: ONNX model -> {release / onnx_export.ONNX_DIR / onnx_export.ONNX_FILE}; ONNX Runtime vs "
+              f"PyTorch probabilities: max abs diff {onnx_check['max_abs_diff']:.2g} (tolerance "
+              f"{onnx_check['tolerance']:g}); export {onnx_check['export_seconds']} s")
+    if params.package.push_to_hub:
+        url = hub_push.push_release(release, params.package)  # last: a failed push leaves the release complete
+        print(f"package: pushed {release} to the Hub: {url}")
 
 
 if __name__ == "__main__":
