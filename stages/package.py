@@ -5,6 +5,10 @@ data/model. Writing README.md into data/model afterwards would make one stage mo
 output (DVC would then see train's output as changed on every run). So this last stage copies data/model
 into data/release and adds the card there; `artifacts:` in dvc.yaml points at data/release. The copy costs
 no cache space: DVC stores files by content hash, and the weights are byte-identical to data/model's.
+
+Optional, off by default: package.onnx adds onnx/model.onnx, checked against PyTorch (stages/evaluation/
+onnx_export.py); package.push_to_hub uploads the finished release to the Hugging Face Hub as the last step
+(stages/evaluation/hub_push.py says why the push lives in this stage).
 """
 from __future__ import annotations
 

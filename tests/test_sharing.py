@@ -19,7 +19,8 @@ import pytest
 import torch
 import yaml
 
-from stages.common.params import project_raw
+from stages.common.errors import UserError
+from stages.common.params import project_params, project_raw
 from stages.evaluation import onnx_export
 from tests.conftest import call_main, copy_repo, env_with_venv, write_params
 
@@ -123,6 +124,13 @@ def test_push_without_a_hub_repo_id_names_the_param(tmp_path):
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: params.yaml: package: push_to_hub")
     assert "package.hub_repo_id" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+@pytest.mark.parametrize("repo_id", ["someone/ja textclf", "a/b/c", "-x/model"])
+def test_a_malformed_hub_repo_id_is_refused(repo_id):
+    with pytest.raises(UserError, match=r"package\.hub_repo_id: not a Hub repo id; use owner/name"):
+        project_params({"package": {"push_to_hub": True, "hub_repo_id": repo_id}})
+    assert project_params({"package": {"push_to_hub": True, "hub_repo_id": "someone/ja-textclf_v1.0"}})
 
 
 # --- the package stage on the shared tiny run (slow) --------------------------------------------------------
