@@ -364,6 +364,8 @@ class BaselinesParams(Section):
 
 
 LICENSE_ID = re.compile(r"[a-z0-9][a-z0-9.+-]*")
+# The Hub's repo ids: `name` (the token owner's namespace) or `owner/name`; letters, digits, `-`, `_`, `.`.
+HUB_REPO_ID = re.compile(r"(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*")
 
 
 class PackageParams(Section):
@@ -377,6 +379,33 @@ class PackageParams(Section):
     dataset_name: Optional[str] = Field(
         description="The training data's name in the model card (`datasets:` and model-index), e.g. its Hub dataset "
                     "id; null = the file name of data.train_csv.")
+    onnx: bool = Field(
+        description="Also write <paths.release>/onnx/model.onnx (inputs as the release's tokenizer returns them, "
+                    "dynamic batch and sequence axes; outputs logits and probabilities) and onnx/check.json, after "
+                    "checking ONNX Runtime's probabilities against PyTorch's (max abs diff <= 1e-4). Needs "
+                    "`pip install '.[onnx]'`.")
+    push_to_hub: bool = Field(
+        description="After writing the release, upload it to the Hugging Face Hub repo package.hub_repo_id "
+                    "(created if missing). Token: HF_TOKEN or `hf auth login`. A side effect DVC does not track: "
+                    "`dvc repro -f package` pushes again.")
+    hub_repo_id: Optional[str] = Field(
+        description="Hub model repo to push to, `owner/name` (or `name` in the token owner's namespace); "
+                    "required when push_to_hub is true.")
+    hub_private: bool = Field(description="Create the Hub repo as private (an existing repo keeps its visibility).")
+
+    @field_validator("hub_repo_id")
+    @classmethod
+    def _hub_repo_id(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and (not HUB_REPO_ID.fullmatch(value) or len(value) > 96):
+            raise ValueError("not a Hub repo id; use owner/name (letters, digits, '-', '_', '.')")
+        return value
+
+    @model_validator(mode="after")
+    def _push_needs_repo(self) -> "PackageParams":
+        if self.push_to_hub and self.hub_repo_id is None:
+            raise ValueError("push_to_hub is true but hub_repo_id is null; set package.hub_repo_id to the Hub repo "
+                             "to push to (owner/name), or set package.push_to_hub: false")
+        return self
 
     @field_validator("license")
     @classmethod
@@ -415,7 +444,8 @@ class Params(Section):
     embed: EmbedParams = Field(description="Sentence vectors of the embed stage.")
     train: TrainParams = Field(description="Fine-tuning with the Trainer.")
     evaluate: EvaluateParams = Field(description="Scoring and the report.")
-    package: PackageParams = Field(description="The release directory's model card.")
+    package: PackageParams = Field(description="The release directory: its model card, the optional ONNX "
+                                   "export and the optional Hub push.")
     baselines: BaselinesParams = Field(description="Classical and frozen-embedding baselines scored on the same split.")
     paths: PathParams = Field(description="Where each stage writes its outputs (inside the project).")
 
