@@ -17,7 +17,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first and exactly pinned, so nothing below can pull a different (CUDA) build.
 	$(BIN)/python -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_PIN)"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	# onnx: package.onnx's exporter and runtime (tests/test_sharing.py exports and runs a model).
+	$(BIN)/python -m pip install -q -e ".[dev,onnx]"
 	# chiVe word vectors for model.builtin.word_vectors: chive. --no-deps: only the wheel's vector files are read,
 	# its dependencies (spaCy, SudachiPy) are never imported.
 	$(BIN)/python -m pip install -q --no-deps ja-ginza==5.3.0

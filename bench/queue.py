@@ -95,7 +95,10 @@ def main() -> None:
         baseline = make_pipeline_repo(root / "baseline", deep_update({} if args.tiny else undo_tiny,
                                                                        parse_sets(args.set)))
         params = yaml.safe_load((baseline / "params.yaml").read_text(encoding="utf-8"))
-        learning_rates = [float(f"{params['train']['learning_rate'] * f:.3g}") for f in LR_FACTORS]
+        # The resolved rate (learning_rate: auto becomes the number for model.name), as the train stage uses it.
+        from stages.common.params import parse_params
+        base_rate = parse_params(params).train.learning_rate
+        learning_rates = [float(f"{base_rate * f:.3g}") for f in LR_FACTORS]
         print(f"baseline: dvc repro in {baseline} ...", flush=True)
         start = time.perf_counter()
         dvc(baseline, "repro")

@@ -14,6 +14,7 @@ from stages.common.outputs import atomic_dir
 from stages.common.params import load_params
 from stages.common.paths import check_outputs
 from stages.common.threads import shares_cores
+from stages.dataset.windows import first_windows
 from stages.modeling.encoder import embed_splits
 
 
@@ -30,7 +31,8 @@ def main() -> None:
     args = parse_args(sys.argv[1:])
     params = load_params()
     check_outputs(params, "embed")
-    tokenized = datasets.load_from_disk(params.paths.tokenized)
+    # sliding_window: the first window of each document, so there is one vector per document.
+    tokenized = first_windows(datasets.load_from_disk(params.paths.tokenized))
     with atomic_dir(params.paths.embeddings) as tmp:
         counts = embed_splits(tokenized, params.paths.base_model, params.embed, tmp, params.tokenize.max_length,
                               use_cache=not args.no_cache)

@@ -5,7 +5,8 @@
     cat texts.txt | python -m stages.predict data/release --format jsonl --top-k 2
 
 Installed as the console script `ja-textclf-predict`. Texts are tokenized exactly like the tokenize stage
-(truncated to the tokenizer's `model_max_length`, which the package stage sets to `tokenize.max_length`)
+(truncated to the tokenizer's `model_max_length`, which the package stage sets to `tokenize.max_length`, or
+cut as the model's config.json `long_text` says: head_tail, or windows pooled per text; stages/dataset/windows.py)
 and scored with `stages.modeling.inference.predict_proba`, the function the evaluate stage uses, so the same
 text gets the same probabilities here as in `data/eval/predictions.csv`.
 
@@ -634,7 +635,9 @@ class Summary:
 def run(argv: Sequence[str], stdin=None, stdout: Optional[TextIO] = None, stderr: Optional[TextIO] = None) -> Summary:
     """The whole command (tests call this in-process with their own streams)."""
     from stages.common.hardware import resolve_device, resolve_precision
+    from stages.dataset.windows import TRUNCATE, LongText, encode_texts
     from stages.modeling.inference import predict_proba
+    from stages.modeling.window_pooling import pool_windows
 
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
     args = parser().parse_args(list(argv))
@@ -645,7 +648,9 @@ def run(argv: Sequence[str], stdin=None, stdout: Optional[TextIO] = None, stderr
     source = read_inputs(args, stdin, pair_column)
     model, tokenizer = load_classifier(args.model_dir)
     regression = is_regression_model(model)
-    max_length = resolve_max_length(args.max_length, model, tokenizer)
+    long_text = LongText.from_config(model.config, args.model_dir)  # head_tail / sliding_window as trained
+    trained_length = long_text.max_length if long_text.strategy != TRUNCATE else None
+    max_length = resolve_max_length(args.max_length or trained_length, model, tokenizer)
     device = resolve_device(args.device)
     dtype = resolve_precision(args.precision, device, "--precision")
     names = label_names(model)
@@ -668,10 +673,15 @@ def run(argv: Sequence[str], stdin=None, stdout: Optional[TextIO] = None, stderr
             prepared, counts = prepare_texts(chunk.texts)
             changed = {key: changed[key] + counts[key] for key in COUNT_KEYS}
             prepared_pairs = prepare_texts(chunk.pairs)[0] if chunk.pairs is not None else None
-            sequences, segments = encode_rows(tokenizer, prepared, prepared_pairs, max_length)
+            if long_text.strategy == TRUNCATE:  # pairs (params.py refuses them with head_tail / sliding_window)
+                (sequences, segments), documents = encode_rows(tokenizer, prepared, prepared_pairs, max_length), None
+            else:
+                (sequences, documents), segments = encode_texts(tokenizer, prepared, long_text, max_length), None
             unknown.count(sequences)
             with contextlib.redirect_stderr(io.StringIO()):  # predict_proba's per-chunk bar; ours counts the whole run
                 probabilities = predict_proba(model, sequences, args.batch_size, device, dtype, token_type_ids=segments)
+            if documents is not None:  # sliding_window: one row per text, pooled as the evaluate stage pools
+                probabilities = pool_windows(probabilities, documents, len(prepared), long_text.window_pooling)
             if regression:  # the predicted value per row (stages/modeling/task_outputs.py)
                 frame = regression_frame(chunk.texts, chunk.pairs, probabilities, chunk.ids, args.id_column)
                 sink.write(regression_jsonl(frame) if fmt == "jsonl" else csv_text(spreadsheet_safe(frame), written == 0))

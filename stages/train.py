@@ -17,6 +17,7 @@ from stages.common.errors import stage_entry  # noqa: E402
 from stages.common.params import load_params  # noqa: E402
 from stages.common.paths import check_outputs  # noqa: E402
 from stages.common.threads import before_torchrun, shares_cores  # noqa: E402
+from stages.dataset.windows import LongText  # noqa: E402
 from stages.modeling.checkpointing import check_train_dir  # noqa: E402
 from stages.modeling.training import train_and_save  # noqa: E402
 
@@ -43,7 +44,7 @@ def main() -> None:
         before_torchrun()  # its ranks share the cores instead of this launcher
         os.execv(sys.executable, torchrun_command(params.train.nproc))
     kept, speed = train_and_save(params.paths, params.train, params.evaluate.positive_label,
-                                 params.data.text_pair_column)
+                                 LongText.from_params(params.tokenize), params.data.text_pair_column)
     if int(os.environ.get("RANK", "0")) == 0:
         if not kept:
             summary = "no evaluation (train.eval_strategy: no)"

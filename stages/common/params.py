@@ -179,7 +179,32 @@ class ModelParams(Section):
 
 
 class TokenizeParams(Section):
-    max_length: int = Field(ge=8, description="Longer texts are truncated to this many tokens.")
+    max_length: int = Field(ge=8, description="Longer texts are truncated to this many tokens (see long_text).")
+    long_text: Literal["truncate", "head_tail", "sliding_window"] = Field(
+        description="Texts longer than max_length. truncate: their first tokens. head_tail: their first "
+        "head_tokens and last tokens in one sequence. sliding_window: overlapping windows, one row each; training "
+        "gives every window its document's label, and evaluate, submit and predict pool the windows' "
+        "probabilities into one row per document (window_pooling). Recorded in the model's config.json.")
+    stride: int = Field(ge=0, description="sliding_window: tokens shared by consecutive windows; each window starts "
+                        "(max_length - special tokens - stride) tokens after the previous one. Less than max_length "
+                        "minus the special tokens.")
+    head_tokens: Optional[int] = Field(
+        ge=0, description="head_tail: tokens kept from the start of a long text, the rest of max_length (less the "
+        "special tokens) from its end; null: a quarter of them (Sun et al. 2019: the first 128 and last 382 at 512).")
+    window_pooling: Literal["mean", "max"] = Field(
+        description="sliding_window: a document's probabilities from its windows': mean, or each class's max "
+        "renormalised to sum to 1.")
+
+    @model_validator(mode="after")
+    def _fits_max_length(self) -> "TokenizeParams":
+        # The tokenize stage checks the exact bound, max_length less the tokenizer's special tokens.
+        if self.stride >= self.max_length:
+            raise ValueError(f"stride ({self.stride}) must be less than max_length ({self.max_length}) minus the "
+                             f"special tokens")
+        if self.head_tokens is not None and self.head_tokens > self.max_length:
+            raise ValueError(f"head_tokens ({self.head_tokens}) must be at most max_length ({self.max_length}) "
+                             f"minus the special tokens")
+        return self
 
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
@@ -369,6 +394,8 @@ class BaselinesParams(Section):
 
 
 LICENSE_ID = re.compile(r"[a-z0-9][a-z0-9.+-]*")
+# The Hub's repo ids: `name` (the token owner's namespace) or `owner/name`; letters, digits, `-`, `_`, `.`.
+HUB_REPO_ID = re.compile(r"(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*")
 
 
 class PackageParams(Section):
@@ -382,6 +409,33 @@ class PackageParams(Section):
     dataset_name: Optional[str] = Field(
         description="The training data's name in the model card (`datasets:` and model-index), e.g. its Hub dataset "
                     "id; null = the file name of data.train_csv.")
+    onnx: bool = Field(
+        description="Also write <paths.release>/onnx/model.onnx (inputs as the release's tokenizer returns them, "
+                    "dynamic batch and sequence axes; outputs logits and probabilities) and onnx/check.json, after "
+                    "checking ONNX Runtime's probabilities against PyTorch's (max abs diff <= 1e-4). Needs "
+                    "`pip install '.[onnx]'`.")
+    push_to_hub: bool = Field(
+        description="After writing the release, upload it to the Hugging Face Hub repo package.hub_repo_id "
+                    "(created if missing). Token: HF_TOKEN or `hf auth login`. A side effect DVC does not track: "
+                    "`dvc repro -f package` pushes again.")
+    hub_repo_id: Optional[str] = Field(
+        description="Hub model repo to push to, `owner/name` (or `name` in the token owner's namespace); "
+                    "required when push_to_hub is true.")
+    hub_private: bool = Field(description="Create the Hub repo as private (an existing repo keeps its visibility).")
+
+    @field_validator("hub_repo_id")
+    @classmethod
+    def _hub_repo_id(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and (not HUB_REPO_ID.fullmatch(value) or len(value) > 96):
+            raise ValueError("not a Hub repo id; use owner/name (letters, digits, '-', '_', '.')")
+        return value
+
+    @model_validator(mode="after")
+    def _push_needs_repo(self) -> "PackageParams":
+        if self.push_to_hub and self.hub_repo_id is None:
+            raise ValueError("push_to_hub is true but hub_repo_id is null; set package.hub_repo_id to the Hub repo "
+                             "to push to (owner/name), or set package.push_to_hub: false")
+        return self
 
     @field_validator("license")
     @classmethod
@@ -420,7 +474,8 @@ class Params(Section):
     embed: EmbedParams = Field(description="Sentence vectors of the embed stage.")
     train: TrainParams = Field(description="Fine-tuning with the Trainer.")
     evaluate: EvaluateParams = Field(description="Scoring and the report.")
-    package: PackageParams = Field(description="The release directory's model card.")
+    package: PackageParams = Field(description="The release directory: its model card, the optional ONNX "
+                                   "export and the optional Hub push.")
     baselines: BaselinesParams = Field(description="Classical and frozen-embedding baselines scored on the same split.")
     paths: PathParams = Field(description="Where each stage writes its outputs (inside the project).")
 
@@ -436,6 +491,20 @@ class Params(Section):
         if self.split.folds > 1 and (self.data.task != "single_label" or self.data.text_pair_column):
             raise ValueError("split.folds > 1 (cross-validation) supports single-text single_label tasks only; "
                              "set split.folds: 1 and split.fold_ids: [] for sentence pairs or regression")
+        if self.tokenize.long_text != "truncate" and self.data.text_pair_column:
+            raise ValueError(f"tokenize.long_text {self.tokenize.long_text} cuts one text per row; with "
+                             f"data.text_pair_column the pair is truncated (longest text first): set "
+                             f"tokenize.long_text: truncate")
+        if self.tokenize.long_text == "sliding_window" and self.data.task == "regression":
+            raise ValueError("tokenize.long_text sliding_window pools class probabilities over windows; with "
+                             "data.task regression use head_tail or truncate")
+        return self
+
+    @model_validator(mode="after")
+    def _windows_without_folds(self) -> "Params":
+        if self.tokenize.long_text == "sliding_window" and self.split.folds > 1:
+            raise ValueError("tokenize.long_text sliding_window makes several rows per document, which the k-fold "
+                             "stages do not pool: use head_tail or truncate with split.folds > 1, or set split.folds 1")
         return self
 
 
@@ -466,10 +535,8 @@ def _describe(error: dict, source: str) -> str:
         return (f"{source}: unknown key '{key}' {hint} "
                 f"(valid keys in {section}: {', '.join(valid)})")
     message = error["msg"].removeprefix("Value error, ")
-    if not key:  # a check across sections: the message names its keys
-        return f"{source}: {message}"
-    if isinstance(error.get("input"), dict):  # a check across several keys of a section
-        return f"{source}: {key}: {message}"
+    if isinstance(error.get("input"), dict):  # a check across several keys of a section (or sections)
+        return f"{source}: {key}: {message}" if key else f"{source}: {message}"
     return f"{source}: {key}: {message} (got {error.get('input')!r})"
 
 

@@ -12,6 +12,7 @@ from transformers import PreTrainedTokenizerBase
 from stages.common.errors import UserError
 from stages.dataset.japanese import prepare_texts
 from stages.dataset.pairs import PAIR, has_pairs, tokenize_pair_split
+from stages.dataset.windows import TRUNCATE, LongText, document_report, tokenize_documents
 
 # Models whose position ids start after the padding index (RoBERTa's scheme): max_position_embeddings 514
 # holds 512 tokens.
@@ -80,16 +81,23 @@ def token_report(tokenized: datasets.Dataset, unk_id: int | None, prepared: dict
     }
 
 
-def tokenize_all(dataset_dict: datasets.DatasetDict, tokenizer: PreTrainedTokenizerBase, max_length: int) -> tuple[datasets.DatasetDict, dict]:
+def tokenize_all(dataset_dict: datasets.DatasetDict, tokenizer: PreTrainedTokenizerBase, max_length: int,
+                 long_text: LongText | None = None) -> tuple[datasets.DatasetDict, dict]:
+    """`long_text`: head_tail or sliding_window for texts over max_length (stages/dataset/windows.py)."""
     tokenized, report = {}, {}
     for name, split in dataset_dict.items():
         texts, prepared = prepare_texts(split["text"])
-        if has_pairs(split):  # sentence pairs (stages/dataset/pairs.py)
+        if has_pairs(split):  # sentence pairs (stages/dataset/pairs.py); params.py refuses them with long_text
             pairs, prepared_pairs = prepare_texts(split[PAIR])
             encoded = tokenize_pair_split(split, tokenizer, max_length, texts, pairs)
             prepared = {key: prepared[key] + prepared_pairs[key] for key in prepared}
-        else:
+            report[name] = token_report(encoded, tokenizer.unk_token_id, prepared)
+        elif long_text is None or long_text.strategy == TRUNCATE:
             encoded = tokenize_split(split, tokenizer, max_length, texts)
-        report[name] = token_report(encoded, tokenizer.unk_token_id, prepared)
+            report[name] = token_report(encoded, tokenizer.unk_token_id, prepared)
+        else:
+            encoded = tokenize_documents(split, tokenizer, long_text, texts)
+            report[name] = {**token_report(encoded, tokenizer.unk_token_id, prepared),
+                            **document_report(encoded, long_text, len(split))}
         tokenized[name] = encoded.remove_columns([c for c in ("text", PAIR, "full_length") if c in encoded.column_names])
     return datasets.DatasetDict(tokenized), report

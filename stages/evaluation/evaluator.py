@@ -56,7 +56,8 @@ from stages.evaluation.significance import (
     paired_difference,
 )
 from stages.dataset.pairs import PAIR, pair_texts
-from stages.modeling.inference import predict_proba, probability_columns
+from stages.modeling.inference import probability_columns
+from stages.modeling.window_pooling import document_probabilities
 
 METRICS_FILE = "metrics.json"      # headline keys per split (declared as DVC metrics)
 PREDICTIONS_FILE = "predictions.csv"
@@ -286,10 +287,9 @@ def evaluate(params: Params) -> dict:
         if name not in split:
             continue
         labelled = "label" in split[name].column_names
-        pairs = pair_texts(split[name])  # sentence pairs: the second texts and their token_type_ids
-        probabilities = predict_proba(model, tokenized[name]["input_ids"], params.train.eval_batch_size, device,
-                                      desc=f"predict {name}",
-                                      token_type_ids=tokenized[name]["token_type_ids"] if pairs else None)
+        pairs = pair_texts(split[name])  # sentence pairs: the second texts (and token_type_ids for the model)
+        probabilities = document_probabilities(model, tokenized[name], params.train.eval_batch_size, device,
+                                               desc=f"predict {name}", pairs=pairs is not None)
         sets[name] = {"texts": split[name]["text"], "probabilities": probabilities, "pairs": pairs,
                       "gold": np.asarray(split[name]["label"]) if labelled else None,
                       "tfidf": load_tfidf_predictions(paths.baselines, name, len(split[name])) if labelled else None}
@@ -320,8 +320,8 @@ def blend_with_tfidf(model, split: datasets.DatasetDict, tokenized: datasets.Dat
     tfidf = {name: load_tfidf_probabilities(baselines_dir, name, len(data["gold"])) for name, data in scored.items()}
     if tfidf_dev is None or any(rows is None for rows in tfidf.values()):
         return None
-    model_dev = predict_proba(model, tokenized["dev"]["input_ids"], batch_size, device, desc="predict dev (blend)",
-                              token_type_ids=tokenized["dev"]["token_type_ids"] if pair_texts(split["dev"]) else None)
+    model_dev = document_probabilities(model, tokenized["dev"], batch_size, device, desc="predict dev (blend)",
+                                       pairs=pair_texts(split["dev"]) is not None)
     weight = choose_model_weight(np.asarray(split["dev"]["label"]), model_dev, tfidf_dev, n_classes)
     return blend_metrics(weight, {name: (data["gold"], data["probabilities"], tfidf[name])
                                   for name, data in scored.items()}, n_classes, positive)

@@ -58,7 +58,8 @@ def label_names(model_dir: Path) -> list[str]:
     return [id2label[str(i)] for i in range(len(id2label))]
 
 
-def package(params: Params) -> tuple[Path, list[str]]:
+def package(params: Params) -> tuple[Path, list[str], dict | None]:
+    """Write the release directory; returns it, the label names and the ONNX check (None when package.onnx is off)."""
     paths = params.paths
     model_dir = Path(paths.model)
     check_model_dir(model_dir, str(model_dir), "it is written by the train stage: run `dvc repro`")
@@ -79,4 +80,9 @@ def package(params: Params) -> tuple[Path, list[str]]:
                            package_params.intended_use, package_params.limitations, license=package_params.license,
                            dataset_name=package_params.dataset_name, usage_outputs=usage_outputs(tmp, len(names)))
         (tmp / CARD_FILE).write_text(card, encoding="utf-8")
-    return Path(paths.release), names
+        onnx_check = None
+        if package_params.onnx:  # inside the temporary directory: a failed check leaves the previous release
+            from stages.evaluation.onnx_export import ONNX_DIR, export_checked
+
+            onnx_check = export_checked(tmp, tmp / ONNX_DIR)
+    return Path(paths.release), names, onnx_check

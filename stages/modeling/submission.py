@@ -18,7 +18,8 @@ from stages.common.errors import UserError
 from stages.common.outputs import write_csv
 from stages.common.params import DataParams
 from stages.common.spreadsheet import spreadsheet_safe
-from stages.modeling.inference import PROBABILITY_DIGITS, predict_proba, probability_columns
+from stages.modeling.inference import PROBABILITY_DIGITS, probability_columns
+from stages.modeling.window_pooling import document_probabilities
 
 
 def submission_columns(names: list[str], id_column: str, label_column: str) -> list[str]:
@@ -58,8 +59,8 @@ def make_submission(paths, data: DataParams, batch_size: int) -> tuple[pd.DataFr
     tokenized = datasets.load_from_disk(paths.tokenized)
     model = AutoModelForSequenceClassification.from_pretrained(paths.model, use_safetensors=True)
     pairs = "text_pair" in split["test"].column_names  # sentence pairs: their token_type_ids too
-    probabilities = predict_proba(model, tokenized["test"]["input_ids"], batch_size, resolve_device("auto"),
-                                  desc="predict test", token_type_ids=tokenized["test"]["token_type_ids"] if pairs else None)
+    probabilities = document_probabilities(model, tokenized["test"], batch_size, resolve_device("auto"),
+                                           desc="predict test", pairs=pairs)
     if regression:
         values = np.asarray(probabilities[:, 0], dtype=np.float64).round(PROBABILITY_DIGITS)
         frame = pd.DataFrame({data.id_column: split["test"]["id"], data.label_column: values})

@@ -46,6 +46,7 @@ from stages.common.errors import UserError
 from stages.common.hardware import resolve_device, resolve_precision
 from stages.common.outputs import atomic_dir
 from stages.common.params import PathParams, TrainParams, resolve_metric
+from stages.dataset.windows import LongText
 from stages.evaluation.metrics import make_compute_metrics, positive_index
 from stages.evaluation.regression import LOWER_IS_BETTER, make_regression_compute_metrics
 from stages.modeling import checkpointing as ckpt
@@ -344,11 +345,15 @@ def build_trainer(tokenized: datasets.DatasetDict, model_dir: str, train: TrainP
     )
 
 
-def save_model(trainer: Trainer, out_dir: str, text_pair_column: Optional[str] = None) -> None:
+def save_model(trainer: Trainer, out_dir: str, long_text: Optional[LongText] = None,
+               text_pair_column: Optional[str] = None) -> None:
     """save_pretrained (safetensors), not trainer.save_model: the latter also pickles training_args.bin.
     The tokenizer config loses the keys that record how this process loaded it (HF_HUB_OFFLINE), so the
-    output's bytes do not depend on the shell that ran the stage."""
-    if text_pair_column:  # sentence pairs: predict and package read the column name from config.json
+    output's bytes do not depend on the shell that ran the stage. `long_text` (head_tail, sliding_window) goes
+    into config.json for the predict command, as does `text_pair_column` (sentence pairs)."""
+    if long_text is not None:
+        long_text.record(trainer.model.config)
+    if text_pair_column:
         trainer.model.config.text_pair_column = text_pair_column
     with atomic_dir(out_dir) as tmp:
         trainer.model.save_pretrained(str(tmp))
@@ -378,7 +383,7 @@ class TrainResult(NamedTuple):
 
 
 def train_and_save(paths: PathParams, train: TrainParams, positive_label: Optional[str] = None,
-                   text_pair_column: Optional[str] = None) -> TrainResult:
+                   long_text: Optional[LongText] = None, text_pair_column: Optional[str] = None) -> TrainResult:
     """Train (resuming a matching interrupted run), save the model to paths.model; returns the kept eval entry
     and the training speed."""
     tokenized = datasets.load_from_disk(paths.tokenized)
@@ -403,7 +408,7 @@ def train_and_save(paths: PathParams, train: TrainParams, positive_label: Option
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     kept = best_eval(trainer)
     if trainer.is_world_process_zero():
-        save_model(trainer, paths.model, text_pair_column)
+        save_model(trainer, paths.model, long_text, text_pair_column)
         # Finished: the checkpoints cannot be resumed any more (DVC caches the result instead).
         ckpt.remove_other_runs(checkpoint_root, keep="")
     trainer.accelerator.wait_for_everyone()
