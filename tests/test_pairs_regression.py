@@ -75,6 +75,10 @@ def test_metric_for_best_model_auto_and_cross_task_refusal():
         project_params({"data": {"task": "regression"}, "train": {"metric_for_best_model": "macro_f1"}})
     with pytest.raises(Exception, match="split.folds > 1 .* supports single-text single_label tasks only"):
         project_params({"data": {"text_pair_column": "b"}, "split": {"folds": 3, "fold_ids": [1, 2, 3]}})
+    with pytest.raises(Exception, match="with data.text_pair_column the pair is truncated"):
+        project_params({"data": {"text_pair_column": "b"}, "tokenize": {"long_text": "head_tail"}})
+    with pytest.raises(Exception, match="with data.task regression use head_tail or truncate"):
+        project_params({"data": {"task": "regression"}, "tokenize": {"long_text": "sliding_window"}})
 
 
 # --- split --------------------------------------------------------------------------------------------
