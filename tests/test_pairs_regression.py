@@ -204,6 +204,8 @@ def test_regression_end_to_end_and_predict_equals_evaluate(tmp_path):
     # The classification plots DVC declares still exist (header only), and `dvc metrics diff` reads the file.
     assert (repo / "data/eval/confusion.csv").read_text() == "actual,predicted\n"
     json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
+    assert not json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout).get("errors")
+    assert (repo / "data/train_log/plots/metrics/eval/spearman.tsv").read_text().startswith("step\tspearman\n")
     report = (repo / "data/eval/report.md").read_text()
     assert "Spearman" in report and "figures/scatter.png" in report and (repo / "data/eval/figures/scatter.png").is_file()
     given = tmp_path / "valid.csv"  # the texts as the split holds them (predictions.csv escapes formula-like cells)

@@ -7,6 +7,8 @@ every text): it is reported as 0.0, no linear or rank relation measurable, rathe
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
@@ -75,3 +77,18 @@ def make_regression_compute_metrics():
         return regression_scores(np.asarray(prediction.label_ids), np.asarray(outputs).reshape(-1))
 
     return compute_metrics
+
+
+# The dev-score curves that dvc.yaml's top-level `dev_scores` plot draws (classification metrics). A regression run
+# logs pearson/spearman/mse/mae curves instead (same folder); these files get their header only, so `dvc plots show`
+# loads every declared plot without an error and draws that one empty.
+CLASSIFICATION_CURVES = ("macro_f1", "accuracy", "macro_precision", "macro_recall")
+
+
+def write_classification_curve_placeholders(log_dir: str | Path) -> None:
+    folder = Path(log_dir) / "plots" / "metrics" / "eval"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in CLASSIFICATION_CURVES:
+        path = folder / f"{name}.tsv"
+        if not path.exists():
+            path.write_text(f"step\t{name}\n", encoding="utf-8")

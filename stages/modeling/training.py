@@ -48,7 +48,11 @@ from stages.common.outputs import atomic_dir
 from stages.common.params import PathParams, TrainParams, resolve_metric
 from stages.dataset.windows import LongText
 from stages.evaluation.metrics import make_compute_metrics, positive_index
-from stages.evaluation.regression import LOWER_IS_BETTER, make_regression_compute_metrics
+from stages.evaluation.regression import (
+    LOWER_IS_BETTER,
+    make_regression_compute_metrics,
+    write_classification_curve_placeholders,
+)
 from stages.modeling import checkpointing as ckpt
 from stages.modeling.model_dir import drop_load_time_keys
 
@@ -409,6 +413,8 @@ def train_and_save(paths: PathParams, train: TrainParams, positive_label: Option
     kept = best_eval(trainer)
     if trainer.is_world_process_zero():
         save_model(trainer, paths.model, long_text, text_pair_column)
+        if is_regression(tokenized["train"]):
+            write_classification_curve_placeholders(paths.train_log)
         # Finished: the checkpoints cannot be resumed any more (DVC caches the result instead).
         ckpt.remove_other_runs(checkpoint_root, keep="")
     trainer.accelerator.wait_for_everyone()
