@@ -26,6 +26,16 @@ DEFAULT_LIMITATIONS = (
     "truncated to {max_length} tokens. Quality outside the training domain is unknown, and any bias in the "
     "training labels is learned. Probabilities are softmax scores, not calibrated likelihoods. Validation "
     "figures come from a split of the training file; a small validation set makes them noisy.")
+# data.task regression
+REGRESSION_INTENDED_USE = (
+    "Scoring short Japanese texts (or text pairs) on the scale of the training file's scores, for texts like those "
+    "in it (same domain, style and scoring rules). Check the evaluation figures on your own data before relying "
+    "on it, and keep a person in the loop for decisions that affect people.")
+REGRESSION_LIMITATIONS = (
+    "Every text gets a number, including off-topic texts, and nothing keeps it inside the training scores' range. "
+    "Texts are truncated to {max_length} tokens. Quality outside the training domain is unknown, and any bias in "
+    "the training scores is learned. Validation figures come from a split of the training file; a small "
+    "validation set makes them noisy.")
 TOKENIZER_NOTE = ("`BertJapaneseTokenizer` (MeCab word segmentation via `fugashi` with the `unidic-lite` "
                   "dictionary, then WordPiece)")
 
@@ -266,8 +276,9 @@ def render_card(names: list[str], base: dict, summary: dict, metrics: dict, para
         f"\n- Maximum input length: {max_length} tokens (longer texts are truncated)",
         "## Training data\n\n" + data_section(summary, params.get("data", {})),
         "## Evaluation\n\n" + metrics_section(metrics),
-        "## Intended use\n\n" + (intended_use or DEFAULT_INTENDED_USE),
-        "## Limitations\n\n" + (limitations or DEFAULT_LIMITATIONS.format(max_length=max_length)),
+        "## Intended use\n\n" + (intended_use or (REGRESSION_INTENDED_USE if regression else DEFAULT_INTENDED_USE)),
+        "## Limitations\n\n" + (limitations or (REGRESSION_LIMITATIONS if regression else DEFAULT_LIMITATIONS).format(
+            max_length=max_length)),
         "## Usage\n\n" + usage_section(len(names), max_length, usage_outputs),
         "## Params used\n\nFrom `params.yaml` of the run that produced this model:\n\n" + fenced(dump_yaml(params), "yaml"),
     ]
