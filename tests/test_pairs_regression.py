@@ -93,6 +93,19 @@ def test_bad_regression_cell_names_file_column_and_row(tmp_path):
     assert not (workdir / "data/split").exists()
 
 
+@pytest.mark.parametrize("cells, message", [
+    (["0.5", "", "0.1"], "error: train.csv: empty label in column 'score' on row 2 (1 empty in all)"),
+    (["３．５", "0.2", "0.1"], "error: train.csv: label '３．５' in column 'score' on row 1 is not a number"),
+    (["2", "2.0", "2"], "error: train.csv: every label in column 'score' is 2; a regression needs scores that differ"),
+])
+def test_empty_full_width_and_constant_scores_are_refused(tmp_path, cells, message):
+    texts = ["良い商品です。", "悪い商品です。", "普通です。"]
+    csv = "text,score\n" + "".join(f"{text},{cell}\n" for text, cell in zip(texts, cells))
+    result = call_main("stages.split", cwd=setup(tmp_path, csv, {"data": {"task": "regression", "label_column": "score"}}))
+    assert result.returncode == 2 and result.stderr.startswith(message), result.stderr
+    assert not (tmp_path / "data/split").exists()
+
+
 def test_pair_split_dedups_on_the_pair_and_stratifies_regression_on_bins(tmp_path):
     pairs = pair_rows()
     doubled = pd.concat([pairs, pairs.iloc[:3]], ignore_index=True)  # 3 exact duplicate pairs
