@@ -26,23 +26,21 @@ import pandas as pd
 
 from stages.common.errors import UserError
 from stages.common.params import DataParams
-from stages.dataset.tables import Table, require_column
 
 ONE, ZERO = ("1", "1.0"), ("0", "0.0")
 
 
-def label_sets(table: Table, frame: pd.DataFrame, data: DataParams) -> tuple[list[list[str]], list[str]]:
-    """(the label names of every row of `frame`, the label names seen in the order the input declares them)."""
+def label_sets(source: str, frame: pd.DataFrame, data: DataParams) -> tuple[list[list[str]], list[str]]:
+    """(the label names of every row of `frame`, the label names seen in the order the input declares them).
+    The caller has checked that the label column(s) exist."""
     if data.label_columns:
-        for column in data.label_columns:
-            require_column(table, column, "data.label_columns")
         sets: list[list[str]] = [[] for _ in range(len(frame))]
         for column in data.label_columns:
             cells = frame[column].astype(str).str.strip()
             bad = ~cells.isin(ONE + ZERO)
             if bad.any():
                 first = bad.idxmax()
-                raise UserError(f"{table.source}: cell {cells[first]!r} in column {column!r} on row {int(first) + 1} is "
+                raise UserError(f"{source}: cell {cells[first]!r} in column {column!r} on row {int(first) + 1} is "
                                 f"not 0 or 1 ({int(bad.sum())} such cells in that column); with data.label_columns every "
                                 f"label cell must be 0 or 1")
             for i, on in enumerate(cells.isin(ONE).to_numpy()):
@@ -55,21 +53,21 @@ def label_sets(table: Table, frame: pd.DataFrame, data: DataParams) -> tuple[lis
     return sets, sorted({name for row in sets for name in row})
 
 
-def joined_labels(table: Table, frame: pd.DataFrame, data: DataParams,
+def joined_labels(source: str, frame: pd.DataFrame, data: DataParams,
                   label_names: Optional[list[str]]) -> tuple[pd.Series, list[str]]:
     """(one canonical string per row: its labels in index order joined by data.label_separator, label names)."""
-    sets, seen = label_sets(table, frame, data)
+    sets, seen = label_sets(source, frame, data)
     names = list(label_names) if label_names is not None else (seen if data.label_columns else sorted(seen))
     index = {name: i for i, name in enumerate(names)}
     for row, labels in zip(frame.index, sets):
         unknown = [label for label in labels if label not in index]
         if unknown:
-            raise UserError(f"{table.source}: label {unknown[0]!r} on row {int(row) + 1} is not in data.label_names "
+            raise UserError(f"{source}: label {unknown[0]!r} on row {int(row) + 1} is not in data.label_names "
                             f"{names}; add it to data.label_names or fix the row")
     separator = data.label_separator
     for name in names:
         if separator in name:
-            raise UserError(f"{table.source}: label name {name!r} contains data.label_separator {separator!r}; "
+            raise UserError(f"{source}: label name {name!r} contains data.label_separator {separator!r}; "
                             f"set data.label_separator to a character no label name holds")
     joined = [separator.join(sorted(labels, key=index.__getitem__)) for labels in sets]
     return pd.Series(joined, index=frame.index, dtype=object), names

@@ -85,7 +85,9 @@ def load_labelled(table: Table, data: DataParams, label_names: Optional[list[str
     """Clean one labelled table into a frame with `text` (and `text_pair`) and `label` (class name, or a number
     for data.task regression) columns."""
     require_column(table, data.text_column, "data.text_column")
-    if not data.label_columns:  # multi_label with 0/1 columns: stages/dataset/multi_label.py checks those
+    for column in data.label_columns or []:  # data.task multi_label with one 0/1 column per label
+        require_column(table, column, "data.label_columns")
+    if not data.label_columns:
         require_column(table, data.label_column, "data.label_column")
     notes = list(table.notes)
     frame, texts, dropped = texts_of(table, data, data.on_empty_text)
@@ -93,7 +95,7 @@ def load_labelled(table: Table, data: DataParams, label_names: Optional[list[str
     if data.task == "regression":
         labels, names = regression.numeric_labels(frame[data.label_column], table.source, data.label_column), []
     elif data.task == "multi_label":  # one canonical `a|b` string per row (stages/dataset/multi_label.py)
-        labels, names = multi_label.joined_labels(table, frame, data, label_names)
+        labels, names = multi_label.joined_labels(table.source, frame, data, label_names)
     else:
         labels, names = resolve_labels(frame[data.label_column], label_names, table.source, data.label_column)
         stripped = frame[data.label_column].ne(labels)
