@@ -208,7 +208,10 @@ MODEL_NAME = "ja-textclf"
 CARD_METRICS = (("macro_f1", "f1", "Macro F1", {"average": "macro"}), ("accuracy", "accuracy", "Accuracy", None),
                 # data.task regression (a split's metrics hold these keys instead of the two above)
                 ("pearson", "pearsonr", "Pearson r", None), ("spearman", "spearmanr", "Spearman", None),
-                ("mse", "mse", "MSE", None), ("mae", "mae", "MAE", None))
+                ("mse", "mse", "MSE", None), ("mae", "mae", "MAE", None),
+                # data.task multi_label (macro_f1 as above)
+                ("micro_f1", "f1", "Micro F1", {"average": "micro"}),
+                ("samples_f1", "f1", "Samples F1", {"average": "samples"}))
 CARD_SPLITS = (("valid", "validation"), ("test", "test"))
 
 
@@ -261,7 +264,9 @@ def render_card(names: list[str], base: dict, summary: dict, metrics: dict, para
     title = (f"# Japanese text regression model: {escape(data_params.get('label_column', 'score'))}" if regression
              else f"# Japanese text classifier: {', '.join(escape(name) for name in names)}")
     head = ("1 output, regression (`problem_type: regression`; the raw output is the predicted score)" if regression
-            else f"{len(names)} labels, softmax")
+            else f"{len(names)} labels, a sigmoid per label (`problem_type: multi_label_classification`; a label is "
+            f"predicted at or above `multi_label_threshold` in config.json, chosen on the dev split)"
+            if data_params.get("task") == "multi_label" else f"{len(names)} labels, softmax")
     inputs = (f"\n- Input: sentence pairs, `[CLS] {escape(data_params.get('text_column', 'text'))} [SEP] "
               f"{escape(pair)} [SEP]` with token types 0 and 1 (`text_pair_column` in config.json)" if pair else "")
     sections = [
