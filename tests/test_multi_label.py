@@ -113,6 +113,19 @@ def test_split_keeps_every_label_in_train_and_dev_and_valid_see_them(tmp_path):
     assert not (texts[0] & texts[1]) and not (texts[0] & texts[2]) and not (texts[1] & texts[2])
 
 
+def test_tiny_file_still_gets_valid_rows_and_a_labelled_test_file_is_checked(tmp_path):
+    labels = np.array([[1, 0], [1, 0], [0, 1], [0, 1]], dtype=np.float32)
+    test = iterative_split(labels, 0.1, seed=0)
+    assert test.sum() >= 1 and (labels[~test].sum(axis=0) > 0).all()
+    test_csv = tmp_path / "test.csv"
+    pd.DataFrame({"text": ["新しい文です。", "別の新しい文です。"], "labels": ["long", "long|angry"]}).to_csv(test_csv, index=False)
+    with pytest.raises(UserError, match=r"label 'angry' on row 2 never occurs in training"):
+        split_of(tmp_path, label_sets(60), test_csv=str(test_csv))
+    pd.DataFrame({"text": ["新しい文です。", "別の新しい文です。"], "labels": ["long", ""]}).to_csv(test_csv, index=False)
+    dataset, summary, _ = split_of(tmp_path, label_sets(60), test_csv=str(test_csv))
+    assert dataset["test"]["label"][:] == [[0], []] and summary["class_counts"]["test"]["long"] == 1
+
+
 # --- metrics and the threshold --------------------------------------------------------------------------
 
 

@@ -140,6 +140,10 @@ def iterative_split(labels: np.ndarray, test_fraction: float, seed: int) -> np.n
         rows = np.flatnonzero(labels[:, label] > 0)
         if len(rows) and test[rows].all():
             test[rows[0]] = False
+    if not test.any() and n_rows > 1:  # a tiny file: the smaller part still gets a row, one that train can spare
+        counts = labels[~test].sum(axis=0)
+        spare = [row for row in range(n_rows) if np.all(counts[labels[row] > 0] >= 2)]
+        test[rng.choice(spare) if spare else n_rows - 1] = True
     return test
 
 
