@@ -210,6 +210,8 @@ def test_multi_label_end_to_end_and_predict_equals_evaluate(tmp_path):
     assert not json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout).get("errors")
     report = (repo / "data/eval/report.md").read_text()
     assert "## Per label (valid)" in report and "blend" in report
+    card = (repo / "data/release/README.md").read_text()
+    assert "multi_label_classification" in card and "Rows carrying each label" in card
     # predict on the release equals evaluate's predictions, one row per text
     given = tmp_path / "valid.csv"
     import datasets
@@ -229,3 +231,12 @@ def test_multi_label_end_to_end_and_predict_equals_evaluate(tmp_path):
     by_label = {row["label"]: row["score"] for row in scores}
     for name in names:
         assert by_label[name] == pytest.approx(float(valid[f"p_{name}"][0]), abs=1e-5)
+
+
+def test_model_card_totals_are_rows_not_label_occurrences():
+    from stages.evaluation.model_card import data_section
+
+    summary = {"task": "multi_label", "label_names": ["a", "b"], "class_counts": {"train": {"a": 3, "b": 2}},
+               "rows": {"train": 4}}
+    text = data_section(summary, {"train_csv": "x.csv"})
+    assert "Rows carrying each label" in text and "| train | 3 | 2 | 4 |" in text

@@ -110,7 +110,9 @@ def data_section(summary: dict, data_params: dict) -> str:
              f"- SHA-256 of the training file: {code(summary.get('train_csv_sha256', 'unknown'))}"]
     if data_params.get("test_csv"):
         lines.append(f"- Test file: {code(data_params['test_csv'])}")
-    rows = [[split] + [per_class.get(name, "") for name in names] + [sum(per_class.values())]
+    # data.task multi_label: a row may carry several labels (or none), so the total is the split's rows
+    totals = summary.get("rows", {})
+    rows = [[split] + [per_class.get(name, "") for name in names] + [totals.get(split, sum(per_class.values()))]
             for split, per_class in counts.items() if "unlabelled" not in per_class]
     text = "\n".join(lines)
     statistics = {split: s for split, s in summary.get("label_statistics", {}).items() if "rows" in s}
@@ -119,7 +121,9 @@ def data_section(summary: dict, data_params: dict) -> str:
             ["split", "rows", "mean", "std", "min", "max"],
             [[split, s["rows"], s["mean"], s["std"], s["min"], s["max"]] for split, s in statistics.items()])
     if rows:
-        text += "\n\nRows per class after cleaning and the stratified split:\n\n" + table(["split"] + names + ["total"], rows)
+        what = ("Rows carrying each label (total: rows) after cleaning and the iterative stratified split"
+                if summary.get("task") == "multi_label" else "Rows per class after cleaning and the stratified split")
+        text += f"\n\n{what}:\n\n" + table(["split"] + names + ["total"], rows)
     unlabelled = {split: c["unlabelled"] for split, c in counts.items() if "unlabelled" in c}
     for split, rows_count in unlabelled.items():
         text += f"\n\nUnlabelled {code(split)} rows (predicted into the submission file): {rows_count}"
