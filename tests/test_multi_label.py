@@ -155,8 +155,11 @@ def test_threshold_is_chosen_on_the_rows_given_only():
     assert chosen in THRESHOLD_GRID and chosen < 0.5
     best = max(f1_score(gold, probabilities >= t, average="micro", zero_division=0) for t in THRESHOLD_GRID)
     assert f1_score(gold, probabilities >= chosen, average="micro", zero_division=0) == pytest.approx(best)
-    # Other rows (e.g. valid) do not move it: the same dev rows give the same threshold whatever else exists.
-    assert choose_threshold(gold, probabilities) == chosen
+    # metric macro_f1 / samples_f1 select on that metric; loss falls back to micro_f1
+    assert choose_threshold(gold, probabilities, "loss") == chosen
+    best_macro = max(f1_score(gold, probabilities >= t, average="macro", zero_division=0) for t in THRESHOLD_GRID)
+    assert f1_score(gold, probabilities >= choose_threshold(gold, probabilities, "macro_f1"), average="macro",
+                    zero_division=0) == pytest.approx(best_macro)
 
 
 # --- end to end -----------------------------------------------------------------------------------------
@@ -222,6 +225,13 @@ def test_multi_label_end_to_end_and_predict_equals_evaluate(tmp_path):
     assert predicted_rows["label"].tolist() == valid["predicted"].tolist()
     for name in names:
         assert predicted_rows[f"p_{name}"].astype(float).tolist() == valid[f"p_{name}"].astype(float).tolist()
+    # the stored threshold is the one the dev rows choose (the Trainer never saw valid)
+    split = datasets.load_from_disk(str(repo / "data/split"))
+    dev_csv = tmp_path / "dev.csv"
+    pd.DataFrame({"text": split["dev"]["text"]}).to_csv(dev_csv, index=False)
+    dev_rows = predict_frame(repo, ["--input", str(dev_csv)])
+    dev_gold = multi_hot(split["dev"]["label"][:], len(names))
+    assert choose_threshold(dev_gold, dev_rows[[f"p_{n}" for n in names]].astype(float).to_numpy()) == threshold
     submission = pd.read_csv(repo / "data/submission.csv", dtype=str, keep_default_na=False)
     assert list(submission.columns) == ["id", "labels", *[f"p_{n}" for n in names]]
     assert submission["labels"].tolist() == predict_frame(repo, ["--input", str(test_csv)])["label"].tolist()
