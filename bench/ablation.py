@@ -44,6 +44,8 @@ LEVERS: dict[str, dict[str, object]] = {
     "whole_word": {"model.builtin.masking": "whole_word"},
     "cls_bag_of_words": {"model.builtin.cls_objective": "bag_of_words"},
     "cosine": {"model.builtin.pretrain_lr_schedule": "cosine"},
+    "layers_2": {"model.builtin.num_hidden_layers": 2},
+    "finetune_batch_32": {"train.batch_size": 32},
 }
 
 

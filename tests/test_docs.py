@@ -52,8 +52,7 @@ def leaf_keys():
 # --- Troubleshooting: each message's fixed words still occur in the code under stages/ ----------------------
 
 def troubleshooting_messages() -> list[str]:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    section = text.split("## Troubleshooting", 1)[1].split("\n## ", 1)[0]
+    section = (REPO / "docs" / "troubleshooting.md").read_text(encoding="utf-8")
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     return [re.match(r"\| `(.+?)` \|", row).group(1) for row in rows]
 
@@ -121,7 +120,7 @@ def test_troubleshooting_table_has_rows():
 def test_troubleshooting_message_still_exists_in_stages_code(message):
     matched = max(fixed_words_matched(message, t) for t in message_templates())
     assert matched >= 20 and matched >= 0.25 * len(message), (
-        f"no message under stages/ matches this README Troubleshooting row (best {matched} fixed characters): "
+        f"no message under stages/ matches this docs/troubleshooting.md row (best {matched} fixed characters): "
         f"{message}")
 
 

@@ -32,7 +32,9 @@ def stale_entries(status: dict) -> list[str]:
                 continue
             for kind, entries in change.items():
                 if isinstance(entries, dict):
-                    stale += [f"{stage}: {kind} {path} {state}" for path, state in entries.items() if state not in ABSENT]
+                    # params.yaml's entry is itself a dict ({"train": "modified", "data.task": "new"}).
+                    stale += [f"{stage}: {kind} {path} {state}" for path, state in entries.items()
+                              if isinstance(state, dict) or state not in ABSENT]
                 else:
                     stale.append(f"{stage}: {kind} {entries}")
     return stale
@@ -45,3 +47,10 @@ def test_committed_lock_matches_code_params_and_data(tmp_path):
     stale = stale_entries(status)
     assert not stale, ("dvc.lock is stale: run `dvc repro` and commit dvc.lock and the metrics/plots files: "
                        + "; ".join(stale[:10]))
+
+
+def test_stale_entries_reports_changed_params_and_ignores_unpulled_outputs():
+    status = {"train": [{"changed deps": {"stages/train.py": "modified", "params.yaml": {"data.task": "new"}}},
+                        {"changed outs": {"data/model": "deleted"}}]}
+    assert stale_entries(status) == ["train: changed deps stages/train.py modified",
+                                     "train: changed deps params.yaml {'data.task': 'new'}"]

@@ -114,7 +114,7 @@ def test_stride_and_head_tokens_are_checked_against_the_special_tokens(tokenizer
 
 def test_params_refuse_impossible_values_and_windows_with_folds():
     with pytest.raises(UserError, match=r"tokenize: stride \(24\) must be less than max_length \(24\)"):
-        project_params({"tokenize": {"max_length": 24, "stride": 24}})
+        project_params({"tokenize": {"long_text": "sliding_window", "max_length": 24, "stride": 24}})
     with pytest.raises(UserError, match=r"params.yaml: tokenize.long_text sliding_window makes several rows per "
                                         r"document, which the k-fold stages do not pool"):
         project_params({"tokenize": {"long_text": "sliding_window"}, "split": {"folds": 2, "fold_ids": [1, 2]}})

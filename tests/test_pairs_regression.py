@@ -93,6 +93,19 @@ def test_bad_regression_cell_names_file_column_and_row(tmp_path):
     assert not (workdir / "data/split").exists()
 
 
+@pytest.mark.parametrize("cells, message", [
+    (["0.5", "", "0.1"], "error: train.csv: empty label in column 'score' on row 2 (1 empty in all)"),
+    (["３．５", "0.2", "0.1"], "error: train.csv: label '３．５' in column 'score' on row 1 is not a number"),
+    (["2", "2.0", "2"], "error: train.csv: every label in column 'score' is 2; a regression needs scores that differ"),
+])
+def test_empty_full_width_and_constant_scores_are_refused(tmp_path, cells, message):
+    texts = ["良い商品です。", "悪い商品です。", "普通です。"]
+    csv = "text,score\n" + "".join(f"{text},{cell}\n" for text, cell in zip(texts, cells))
+    result = call_main("stages.split", cwd=setup(tmp_path, csv, {"data": {"task": "regression", "label_column": "score"}}))
+    assert result.returncode == 2 and result.stderr.startswith(message), result.stderr
+    assert not (tmp_path / "data/split").exists()
+
+
 def test_pair_split_dedups_on_the_pair_and_stratifies_regression_on_bins(tmp_path):
     pairs = pair_rows()
     doubled = pd.concat([pairs, pairs.iloc[:3]], ignore_index=True)  # 3 exact duplicate pairs
@@ -198,6 +211,9 @@ def test_regression_end_to_end_and_predict_equals_evaluate(tmp_path):
     valid = evaluated[evaluated["split"] == "valid"].reset_index(drop=True)
     gold = valid["gold"].to_numpy()
     assert metrics["valid"]["mse"] == pytest.approx(np.mean((valid["predicted"] - gold) ** 2), abs=1e-5)
+    # One epoch of a tiny model learns little, but the head starts at the training mean: about the error of
+    # predicting the mean (the scores are around 7; a head starting at 0 left MSE near 50 here).
+    assert metrics["valid"]["mse"] < 2 * np.var(gold) + 0.5
     baselines = json.loads((repo / "data/baselines/metrics.json").read_text())
     assert {"pearson", "spearman", "mse", "mae"} <= set(baselines["tfidf"]["valid"])
     assert "skipped" in baselines["mteb"] and "skipped" in baselines["knn"]
@@ -218,3 +234,23 @@ def test_regression_end_to_end_and_predict_equals_evaluate(tmp_path):
     assert submission["score"].tolist() == predict_frame(repo, ["--input", str(test_csv)])["prediction"].tolist()
     card = (repo / "data/release/README.md").read_text()
     assert "spearman" in card.lower()
+
+
+@pytest.mark.parametrize("model_type", ["bert", "roberta"])
+def test_a_regression_head_starts_at_the_training_mean(model_type):
+    """Scores far from 0 (ratings 1-5) must not cost the first epochs of MSE just to learn their level."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from stages.modeling.training import start_at_mean
+
+    config = AutoConfig.for_model(model_type, vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=32, max_position_embeddings=40, num_labels=1,
+                                  problem_type="regression")
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(config).eval()
+    ids = torch.tensor([[5, 6, 7, 8], [9, 10, 11, 12]])
+    before = model(input_ids=ids).logits.squeeze(-1)
+    assert start_at_mean(model, 3.5)
+    after = model(input_ids=ids).logits.squeeze(-1)
+    assert torch.allclose(after - before, torch.full_like(before, 3.5), atol=1e-5)  # only the level moved

@@ -88,3 +88,13 @@ def test_bad_params_name_the_key_and_the_fix(raw, fragment):
 
 def test_valid_scheduler_accepted():
     assert project_params({"train": {"lr_scheduler_type": "cosine"}}).train.lr_scheduler_type == "cosine"
+
+
+def test_window_bounds_bind_only_under_the_strategy_that_reads_them():
+    """A short max_length with truncate must not trip over the default stride (a sliding_window setting)."""
+    short = {"tokenize": {"max_length": 16, "stride": 32, "head_tokens": 40}}
+    assert project_params(deep_update(short, {"tokenize": {"long_text": "truncate"}})).tokenize.max_length == 16
+    with pytest.raises(UserError, match="stride"):
+        project_params(deep_update(short, {"tokenize": {"long_text": "sliding_window"}}))
+    with pytest.raises(UserError, match="head_tokens"):
+        project_params(deep_update(short, {"tokenize": {"long_text": "head_tail", "stride": 0}}))

@@ -9,6 +9,7 @@ with the real huggingface_hub client, so it fails the way an offline machine doe
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -113,6 +114,29 @@ def test_the_check_detects_a_graph_that_differs(exported, tiny_model_dir):
     worst, _ = onnx_export.max_abs_diff(model, AutoTokenizer.from_pretrained(str(tiny_model_dir)),
                                         out_dir / onnx_export.ONNX_FILE, threads=1)
     assert worst > onnx_export.TOLERANCE
+
+
+def test_a_regression_model_serves_its_predicted_value(tiny_model_dir, tmp_path):
+    """problem_type regression: the `probabilities` output is the value itself (a softmax of one logit is 1)."""
+    from transformers import AutoModelForSequenceClassification
+
+    model_dir = tmp_path / "regression"
+    shutil.copytree(tiny_model_dir, model_dir)
+    torch.manual_seed(1)
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), num_labels=1, problem_type="regression",
+                                                               ignore_mismatched_sizes=True,
+                                                               id2label={0: "score"}, label2id={"score": 0})
+    model.save_pretrained(str(model_dir))
+    check = onnx_export.export_checked(model_dir, tmp_path / "onnx")
+    assert check["max_abs_diff"] <= onnx_export.TOLERANCE and "predicted value" in check["compared"]
+    texts = [TEXTS[0], TEXTS[1] * 3]
+    served = serve(tmp_path / "onnx" / onnx_export.ONNX_FILE, model_dir, texts)
+    with torch.no_grad():
+        from transformers import AutoTokenizer
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        expected = model.eval()(**tokenizer(texts, padding=True, truncation=True, return_tensors="pt")).logits.numpy()
+    assert served.shape == (2, 1) and len(set(served[:, 0].round(4))) == 2  # not a constant 1.0
+    np.testing.assert_allclose(served, expected, atol=onnx_export.TOLERANCE, rtol=0)
 
 
 def test_push_without_a_hub_repo_id_names_the_param(tmp_path):

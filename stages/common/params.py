@@ -204,11 +204,12 @@ class TokenizeParams(Section):
 
     @model_validator(mode="after")
     def _fits_max_length(self) -> "TokenizeParams":
-        # The tokenize stage checks the exact bound, max_length less the tokenizer's special tokens.
-        if self.stride >= self.max_length:
+        # The tokenize stage checks the exact bound, max_length less the tokenizer's special tokens. Each bound
+        # binds only under the strategy that reads it: truncate with a short max_length keeps the default stride.
+        if self.long_text == "sliding_window" and self.stride >= self.max_length:
             raise ValueError(f"stride ({self.stride}) must be less than max_length ({self.max_length}) minus the "
                              f"special tokens")
-        if self.head_tokens is not None and self.head_tokens > self.max_length:
+        if self.long_text == "head_tail" and self.head_tokens is not None and self.head_tokens > self.max_length:
             raise ValueError(f"head_tokens ({self.head_tokens}) must be at most max_length ({self.max_length}) "
                              f"minus the special tokens")
         return self

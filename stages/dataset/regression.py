@@ -20,6 +20,10 @@ STRATUM = "stratum"  # the column the split stratifies on: the label (classifica
 def numeric_labels(cells: pd.Series, source: str, column: str) -> pd.Series:
     """The label column as floats; a cell that is not a finite number is an error naming its row."""
     text = cells.astype(str).str.strip()
+    empty = text.eq("")
+    if empty.any():  # the same words as a classification label's empty cell (stages/dataset/tables.py)
+        raise UserError(f"{source}: empty label in column {column!r} on row {int(empty.idxmax()) + 1} "
+                        f"({int(empty.sum())} empty in all); fill it in or remove the row")
     values = pd.to_numeric(text, errors="coerce")
     bad = values.isna() | ~np.isfinite(values.fillna(0.0))
     if bad.any():
@@ -27,6 +31,9 @@ def numeric_labels(cells: pd.Series, source: str, column: str) -> pd.Series:
         raise UserError(f"{source}: label {text[first]!r} in column {column!r} on row {int(first) + 1} is not a number "
                         f"({int(bad.sum())} such cells in all); with data.task: regression every label must be a "
                         f"number: fix those cells, or set data.task: single_label for class names")
+    if len(values) and values.nunique() == 1:
+        raise UserError(f"{source}: every label in column {column!r} is {values.iloc[0]:g}; a regression needs scores "
+                        f"that differ (Pearson and Spearman are undefined otherwise): check data.label_column")
     return values.astype(np.float64)
 
 

@@ -10,7 +10,8 @@ other batch sizes and sequence lengths than the export saw, so either way a wron
 The graph's inputs are what the release's tokenizer returns (`tokenizer.model_input_names`: input_ids and
 attention_mask for the builtin model, plus token_type_ids for most hub BERTs), so
 `session.run(None, dict(tokenizer(texts, return_tensors="np")))` serves it; its outputs are `logits` and
-`probabilities` (the softmax the evaluate and predict stages apply).
+`probabilities`: what the evaluate and predict stages apply to the logits, by the config's problem_type
+(softmax for one label per text, sigmoid for multi-label, the value itself for regression).
 """
 from __future__ import annotations
 
@@ -58,8 +59,17 @@ def check_available() -> None:
                         "`pip install '.[onnx]'` in the project's environment, or set package.onnx: false")
 
 
+def head_output(logits: torch.Tensor, problem_type: str | None) -> torch.Tensor:
+    """The scores the pipeline reports from the logits, as transformers' own heads define problem_type."""
+    if problem_type == "regression":
+        return logits
+    if problem_type == "multi_label_classification":
+        return torch.sigmoid(logits)
+    return torch.softmax(logits, dim=-1)
+
+
 class ProbabilityModel(torch.nn.Module):
-    """The classifier with positional tensor inputs (the exporter's calling convention) and its softmax added."""
+    """The classifier with positional tensor inputs (the exporter's calling convention) and its scores added."""
 
     def __init__(self, model: torch.nn.Module, input_names: list[str]):
         super().__init__()
@@ -68,7 +78,11 @@ class ProbabilityModel(torch.nn.Module):
 
     def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.model(**dict(zip(self.input_names, tensors))).logits
-        return logits, torch.softmax(logits, dim=-1)
+        return logits, head_output(logits, self.model.config.problem_type)
+
+
+COMPARED = {None: "softmax of the logits", "single_label_classification": "softmax of the logits",
+            "multi_label_classification": "sigmoid of the logits", "regression": "the predicted value"}
 
 
 def graph_input_names(tokenizer, model: torch.nn.Module) -> list[str]:
@@ -111,7 +125,7 @@ def max_abs_diff(model: torch.nn.Module, tokenizer, onnx_file: Path, threads: in
         (served,) = session.run(["probabilities"], {name: encoded[name] for name in graph_inputs})
         with torch.no_grad():
             tensors = {name: torch.from_numpy(encoded[name]) for name in graph_inputs}
-            expected = torch.softmax(model(**tensors).logits, dim=-1).numpy()
+            expected = head_output(model(**tensors).logits, model.config.problem_type).numpy()
         worst = max(worst, float(np.abs(served - expected).max()))
         shapes.append(list(encoded["input_ids"].shape))
     return worst, shapes
@@ -140,7 +154,8 @@ def export_checked(model_dir: Path, out_dir: Path) -> dict:
     check = {
         "max_abs_diff": worst,
         "tolerance": TOLERANCE,
-        "compared": "probabilities (softmax of the logits), ONNX Runtime CPU vs PyTorch, float32",
+        "compared": f"probabilities ({COMPARED.get(model.config.problem_type, COMPARED[None])}), ONNX Runtime "
+                    f"CPU vs PyTorch, float32",
         "batch_shapes": shapes,
         "inputs": input_names,
         "outputs": list(OUTPUT_NAMES),

@@ -311,6 +311,19 @@ def load_for_classification(model_dir: str, id2label: dict[int, str], label2id: 
     return model
 
 
+def start_at_mean(model: torch.nn.Module, mean: float) -> bool:
+    """A new regression head predicts about 0 at first: scores far from 0 (a 1-5 rating) then cost many steps of
+    MSE before the model learns anything but their level. Its output bias starts at the training mean instead
+    (the head is the last one-output Linear layer: `classifier` in BERT, `classifier.out_proj` in RoBERTa).
+    False when no such layer is found (the head then starts as transformers made it)."""
+    heads = [module for module in model.modules() if isinstance(module, torch.nn.Linear) and module.out_features == 1]
+    if not heads or heads[-1].bias is None:
+        return False
+    with torch.no_grad():
+        heads[-1].bias.fill_(mean)
+    return True
+
+
 def build_trainer(tokenized: datasets.DatasetDict, model_dir: str, train: TrainParams, output_dir: str,
                   log_dir: Optional[str] = None, device: Optional[torch.device] = None,
                   positive_label: Optional[str] = None) -> ProjectTrainer:
@@ -328,6 +341,8 @@ def build_trainer(tokenized: datasets.DatasetDict, model_dir: str, train: TrainP
     set_seed(train.seed)
     model = load_for_classification(model_dir, id2label, label2id, "regression" if regression else
                                     "multi_label_classification" if multi else None)
+    if regression:
+        start_at_mean(model, float(np.mean(tokenized["train"]["label"])))
     if multi:
         tokenized = multi_hot_labels(tokenized, len(names))
     columns = ["input_ids", "attention_mask", "label", "length"] + (
