@@ -250,3 +250,14 @@ def test_model_card_totals_are_rows_not_label_occurrences():
                "rows": {"train": 4}}
     text = data_section(summary, {"train_csv": "x.csv"})
     assert "Rows carrying each label" in text and "| train | 3 | 2 | 4 |" in text
+
+
+def test_a_rare_label_stops_the_split_or_is_removed_from_its_row(tmp_path):
+    frame = label_sets(60)
+    frame.loc[3, "labels"] = frame.loc[3, "labels"] + "|sarcasm" if frame.loc[3, "labels"] else "sarcasm"
+    with pytest.raises(UserError, match=r"label 'sarcasm' \(1 row\) is on fewer than 2 rows.*data.on_rare_class: drop"):
+        split_of(tmp_path, frame)
+    dataset, summary, notes = split_of(tmp_path, frame, on_rare_class="drop")
+    assert summary["label_names"] == ["long", "negative", "positive"]
+    assert any("removed rare label 'sarcasm'" in note for note in notes)
+    assert sum(len(dataset[name]) for name in ("train", "dev", "valid")) == 60  # the row stays

@@ -94,7 +94,7 @@ def drop_rare_labels(frame: pd.DataFrame, names: list[str], data: DataParams,
     rare = [(name, int(count)) for name, count in zip(names, counts) if count < minimum]
     if not rare:
         return frame, names, []
-    listed = ", ".join(f"{name!r} ({count} rows)" for name, count in rare)
+    listed = ", ".join(f"{name!r} ({count} row{'' if count == 1 else 's'})" for name, count in rare)
     if data.on_rare_class == "error":
         raise UserError(f"{source}: label {listed} is on fewer than {minimum} rows, too few for a stratified split; "
                         f"add rows for it, or set data.on_rare_class: drop to leave the label out")
