@@ -261,3 +261,11 @@ def test_a_rare_label_stops_the_split_or_is_removed_from_its_row(tmp_path):
     assert summary["label_names"] == ["long", "negative", "positive"]
     assert any("removed rare label 'sarcasm'" in note for note in notes)
     assert sum(len(dataset[name]) for name in ("train", "dev", "valid")) == 60  # the row stays
+
+
+def test_sentence_pairs_with_label_sets(tmp_path):
+    frame = label_sets(60)
+    frame = frame.assign(hypothesis=frame["text"].str[::-1])
+    dataset, summary, _ = split_of(tmp_path, frame, text_pair_column="hypothesis")
+    assert dataset["train"].column_names == ["text", "text_pair", "label"]
+    assert sum(len(dataset[name]) for name in ("train", "dev", "valid")) == 60
