@@ -20,7 +20,7 @@ from stages.evaluation.baselines import (
     run_baselines,
     save_tfidf_probabilities,
 )
-from stages.evaluation import regression_baselines
+from stages.evaluation import multi_label_baselines, regression_baselines
 from stages.evaluation.metrics import rounded
 
 
@@ -37,6 +37,15 @@ def main() -> None:
         save_tfidf_probabilities(tfidf_rows, f"{params.paths.baselines}/{PROBABILITIES_FILE}")
         write_json(f"{params.paths.baselines}/{METRICS_FILE}", rounded(scores), sort_keys=False)
         print(f"{regression_baselines.summary(scores)} -> {params.paths.baselines}/")
+        return
+    if params.data.task == "multi_label":  # one-vs-rest logistic regressions (stages/evaluation/multi_label_baselines.py)
+        scores, tfidf_labels, tfidf_rows = multi_label_baselines.run_multi_label_baselines(
+            split, params.paths.embeddings, params.baselines, params.data.label_separator)
+        write_csv(spreadsheet_safe(multi_label_baselines.labels_table(tfidf_labels)),
+                  f"{params.paths.baselines}/{PREDICTIONS_FILE}")
+        save_tfidf_probabilities(tfidf_rows, f"{params.paths.baselines}/{PROBABILITIES_FILE}")
+        write_json(f"{params.paths.baselines}/{METRICS_FILE}", rounded(scores), sort_keys=False)
+        print(f"{multi_label_baselines.summary(scores)} -> {params.paths.baselines}/")
         return
     scores, tfidf_predicted, tfidf_probabilities = run_baselines(split, params.paths.embeddings, params.baselines)
     scores = rounded(scores)

@@ -42,7 +42,9 @@ from stages.dataset.tables import decode_bytes, guess_sep
 from stages.modeling.model_dir import check_model_dir, first_line, is_model_dir
 from stages.modeling.task_outputs import (
     encode_rows,
+    is_multi_label_model,
     is_regression_model,
+    multi_label_strings,
     recorded_pair_column,
     regression_frame,
     regression_jsonl,
@@ -688,6 +690,8 @@ def run(argv: Sequence[str], stdin=None, stdout: Optional[TextIO] = None, stderr
             else:
                 frame = with_pairs(result_frame(chunk.texts, probabilities, names, chunk.ids, top_k, args.id_column),
                                    chunk.pairs)
+                if is_multi_label_model(model):  # every label over the stored threshold, joined (may be '')
+                    frame["label"] = multi_label_strings(model.config, probabilities, names)
                 sink.write(render(frame, names, fmt, top_k, args.id_column, header=written == 0))
             written += len(chunk.texts)
             progress.advance(blanks.seen, written)

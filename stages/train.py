@@ -44,10 +44,14 @@ def main() -> None:
         before_torchrun()  # its ranks share the cores instead of this launcher
         os.execv(sys.executable, torchrun_command(params.train.nproc))
     kept, speed = train_and_save(params.paths, params.train, params.evaluate.positive_label,
-                                 LongText.from_params(params.tokenize), params.data.text_pair_column)
+                                 LongText.from_params(params.tokenize), params.data.text_pair_column,
+                                 params.data.label_separator if params.data.task == "multi_label" else None)
     if int(os.environ.get("RANK", "0")) == 0:
         if not kept:
             summary = "no evaluation (train.eval_strategy: no)"
+        elif "threshold" in kept:  # data.task multi_label
+            summary = (f"dev micro-F1 {kept['eval_micro_f1']:.4f}, macro-F1 {kept['eval_macro_f1']:.4f} at 0.5 "
+                       f"(step {kept['step']}); threshold {kept['threshold']:.2f} chosen on dev")
         elif "eval_macro_f1" in kept:
             summary = (f"dev macro-F1 {kept['eval_macro_f1']:.4f}, accuracy {kept['eval_accuracy']:.4f} "
                        f"(step {kept['step']})")

@@ -56,14 +56,21 @@ class DataParams(Section):
         description="Column holding the second text of a sentence pair (entailment, similarity, query-document "
         "relevance); null = one text per row. With a pair, the model reads `[CLS] text [SEP] text_pair [SEP]` and "
         "duplicates / conflicts are judged on the (text, text_pair) pair.")
-    task: Literal["single_label", "regression"] = Field(
+    task: Literal["single_label", "regression", "multi_label"] = Field(
         description="single_label: one class per row (data.label_column holds class names). regression: "
         "data.label_column holds a number per row (e.g. a similarity score); the model predicts that number, "
-        "scored by Pearson, Spearman, MSE and MAE.")
+        "scored by Pearson, Spearman, MSE and MAE. multi_label: any number of labels per row (none included), "
+        "in data.label_column joined by data.label_separator, or as 0/1 columns (data.label_columns).")
     label_column: str = Field(description="Column holding the labels.")
     id_column: str = Field(description="Id column of an unlabelled test CSV (row number if absent).")
     label_names: Optional[list[str]] = Field(
         description="Class names in index order; default: the sorted distinct labels.")
+    label_separator: str = Field(
+        min_length=1, description="data.task multi_label: the separator of the labels in one data.label_column "
+        "cell (`anger|joy`; an empty cell is a row with no label).")
+    label_columns: Optional[list[str]] = Field(
+        description="data.task multi_label: one 0/1 column per label instead of data.label_column (the column "
+        "names are the label names); null = labels joined in data.label_column.")
     encoding: str = Field(description="'auto' (detect UTF-8/BOM/CP932) or a Python codec name.")
     sep: str = Field(description="Field separator; 'auto' = tab for .tsv/.tab, else comma.")
     on_conflict: Literal["error", "drop", "keep"] = Field(
@@ -265,9 +272,10 @@ class TrainParams(Section):
         ge=0, description="Stop after this many evaluations without improvement; 0 = never stop early.")
     metric_for_best_model: Literal[
         "auto", "macro_f1", "accuracy", "f1", "weighted_f1", "macro_precision", "macro_recall", "precision", "recall",
-        "pearson", "spearman", "mse", "mae", "loss"] = Field(
+        "pearson", "spearman", "mse", "mae", "micro_f1", "samples_f1", "loss"] = Field(
         description="Dev-split metric for early stopping and the model kept at the end; auto: macro_f1 for "
-        "data.task single_label, spearman for regression. mse, mae and loss are minimised, the others maximised.")
+        "data.task single_label, spearman for regression, micro_f1 for multi_label. mse, mae and loss are "
+        "minimised, the others maximised.")
     class_weights: Literal["none", "balanced"] = Field(
         description="balanced: cross-entropy weighted by n / (classes * count) for imbalanced data.")
     nproc: int = Field(ge=1, description="Processes (DDP under torchrun): CPU processes or GPUs on this node.")
@@ -335,14 +343,17 @@ class TrainParams(Section):
 CLASSIFICATION_METRICS = ("macro_f1", "accuracy", "f1", "weighted_f1", "macro_precision", "macro_recall",
                           "precision", "recall")
 REGRESSION_METRICS = ("pearson", "spearman", "mse", "mae")
-AUTO_METRIC = {"single_label": "macro_f1", "regression": "spearman"}
+MULTI_LABEL_METRICS = ("micro_f1", "macro_f1", "samples_f1")
+AUTO_METRIC = {"single_label": "macro_f1", "regression": "spearman", "multi_label": "micro_f1"}
+TASK_METRICS = {"single_label": CLASSIFICATION_METRICS, "regression": REGRESSION_METRICS,
+                "multi_label": MULTI_LABEL_METRICS}
 
 
 def resolve_metric(metric: str, task: str) -> str:
     """train.metric_for_best_model with `auto` replaced for data.task; a metric of the other kind of task refused."""
     if metric == "auto":
         return AUTO_METRIC[task]
-    allowed = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+    allowed = TASK_METRICS[task]
     if metric != "loss" and metric not in allowed:
         raise ValueError(f"train.metric_for_best_model: {metric} does not apply to data.task {task}; use auto, loss "
                          f"or one of {', '.join(allowed)}")
@@ -491,11 +502,17 @@ class Params(Section):
         self.train = self.train.model_copy(update={"metric_for_best_model": metric})
         if self.split.folds > 1 and (self.data.task != "single_label" or self.data.text_pair_column):
             raise ValueError("split.folds > 1 (cross-validation) supports single-text single_label tasks only; "
-                             "set split.folds: 1 and split.fold_ids: [] for sentence pairs or regression")
+                             "set split.folds: 1 and split.fold_ids: [] for sentence pairs, regression or multi_label")
         if self.tokenize.long_text != "truncate" and self.data.text_pair_column:
             raise ValueError(f"tokenize.long_text {self.tokenize.long_text} cuts one text per row; with "
                              f"data.text_pair_column the pair is truncated (longest text first): set "
                              f"tokenize.long_text: truncate")
+        if self.data.task != "multi_label" and self.data.label_columns:
+            raise ValueError("data.label_columns (one 0/1 column per label) needs data.task: multi_label; set it, "
+                             "or set data.label_columns: null")
+        if self.tokenize.long_text == "sliding_window" and self.data.task == "multi_label":
+            raise ValueError("tokenize.long_text sliding_window pools probabilities that sum to 1 over windows; with "
+                             "data.task multi_label use head_tail or truncate")
         if self.tokenize.long_text == "sliding_window" and self.data.task == "regression":
             raise ValueError("tokenize.long_text sliding_window pools class probabilities over windows; with "
                              "data.task regression use head_tail or truncate")

@@ -17,7 +17,7 @@ from sklearn.model_selection import train_test_split
 
 from stages.common.errors import UserError
 from stages.common.params import DataParams, SplitParams
-from stages.dataset import regression
+from stages.dataset import multi_label, regression
 from stages.dataset.pairs import PAIR
 from stages.dataset.storage import save_dataset
 from stages.dataset.tables import Table, read_table, require_column, resolve_labels
@@ -85,12 +85,17 @@ def load_labelled(table: Table, data: DataParams, label_names: Optional[list[str
     """Clean one labelled table into a frame with `text` (and `text_pair`) and `label` (class name, or a number
     for data.task regression) columns."""
     require_column(table, data.text_column, "data.text_column")
-    require_column(table, data.label_column, "data.label_column")
+    for column in data.label_columns or []:  # data.task multi_label with one 0/1 column per label
+        require_column(table, column, "data.label_columns")
+    if not data.label_columns:
+        require_column(table, data.label_column, "data.label_column")
     notes = list(table.notes)
     frame, texts, dropped = texts_of(table, data, data.on_empty_text)
     notes += dropped
     if data.task == "regression":
         labels, names = regression.numeric_labels(frame[data.label_column], table.source, data.label_column), []
+    elif data.task == "multi_label":  # one canonical `a|b` string per row (stages/dataset/multi_label.py)
+        labels, names = multi_label.joined_labels(table.source, frame, data, label_names)
     else:
         labels, names = resolve_labels(frame[data.label_column], label_names, table.source, data.label_column)
         stripped = frame[data.label_column].ne(labels)
@@ -171,14 +176,18 @@ def carve_dev(train: pd.DataFrame, dev_size: float, min_per_class: int, seed: in
     return train.drop(index=dev.index), dev, notes
 
 
-def to_dataset(frame: pd.DataFrame, names: list[str], labelled: bool = True) -> datasets.Dataset:
-    """`names` empty: a regression label (float32)."""
+def to_dataset(frame: pd.DataFrame, names: list[str], labelled: bool = True,
+               separator: Optional[str] = None) -> datasets.Dataset:
+    """`names` empty: a regression label (float32); `separator`: multi-label rows (a list of ClassLabel ids)."""
     columns = {"text": frame["text"].tolist()}
     features = {"text": datasets.Value("string")}
     if PAIR in frame.columns:
         columns[PAIR] = frame[PAIR].tolist()
         features[PAIR] = datasets.Value("string")
-    if labelled and not names:
+    if labelled and separator is not None:
+        columns["label"] = multi_label.label_ids(frame["label"], names, separator)
+        features["label"] = multi_label.label_features(names)
+    elif labelled and not names:
         columns["label"] = frame["label"].astype(np.float32).tolist()
         features["label"] = datasets.Value("float32")
     elif labelled:
@@ -195,15 +204,20 @@ def load_test(data: DataParams, names: list[str], train_texts: set[str]) -> tupl
     """The optional test file: labelled (with labels seen in training) or unlabelled."""
     table = read_table(data.test_csv, data.encoding, data.sep, param="data.test_csv")
     require_column(table, data.text_column, "data.text_column")
-    labelled = data.label_column in table.frame.columns
+    labelled = (all(c in table.frame.columns for c in data.label_columns) if data.label_columns
+                else data.label_column in table.frame.columns)
     notes = list(table.notes)
     if labelled:
         # With data.label_names the test file may use the same integer ids as the training file.
         frame, _, more = load_labelled(table, data, data.label_names, "data.test_csv")
         notes += more
-        unseen = [] if data.task == "regression" else unseen_labels(frame, names)
+        unseen = ([] if data.task == "regression" else
+                  multi_label.unseen_labels(frame["label"], names, data.label_separator) if data.task == "multi_label"
+                  else unseen_labels(frame, names))
         if unseen:
-            row = int(frame.index[frame["label"].eq(unseen[0])][0]) + 1
+            carries = (frame["label"].str.split(data.label_separator, regex=False).map(lambda labels: unseen[0] in labels)
+                       if data.task == "multi_label" else frame["label"].eq(unseen[0]))
+            row = int(frame.index[carries][0]) + 1
             raise UserError(f"{table.source}: label {unseen[0]!r} on row {row} never occurs in training "
                             f"(training labels: {names}); fix the test file or data.label_names")
     else:
@@ -224,8 +238,16 @@ def unseen_labels(frame: pd.DataFrame, names: list[str]) -> list[str]:
 
 
 
-def split_summary(parts: dict[str, pd.DataFrame], names: list[str], source_hash: str) -> dict:
-    """Class counts per split; for regression (`names` empty) the label's statistics per split instead."""
+def split_summary(parts: dict[str, pd.DataFrame], names: list[str], source_hash: str,
+                  separator: Optional[str] = None) -> dict:
+    """Class counts per split; for regression (`names` empty) the label's statistics per split instead; for
+    multi-label rows (`separator`) the rows carrying each label."""
+    if separator is not None:
+        counts = {split: (multi_label.label_counts(frame, names, separator) if "label" in frame.columns
+                          else {"unlabelled": len(frame)}) for split, frame in parts.items()}
+        rows = {split: len(frame) for split, frame in parts.items()}
+        return {"task": "multi_label", "label_names": names, "class_counts": counts, "rows": rows,
+                "train_csv_sha256": source_hash}
     if not names:
         stats = {split: (regression.label_statistics(frame["label"]) if "label" in frame.columns
                          else {"unlabelled": len(frame)}) for split, frame in parts.items()}
@@ -253,6 +275,8 @@ def make_splits(data: DataParams, split: SplitParams) -> tuple[datasets.DatasetD
     frame, names, notes = load_labelled(table, data, data.label_names, "data.train_csv")
     frame, more = drop_duplicates(frame, data.on_conflict, table.source)
     notes += more
+    if data.task == "multi_label":  # iterative stratification (stages/dataset/multi_label.py)
+        return multi_label_splits(data, split, table, frame, names, notes)
     if data.task == "regression":
         by = regression.STRATUM
         frame = frame.assign(**{by: regression.quantile_bins(frame["label"], regression.bin_count(
@@ -277,4 +301,27 @@ def make_splits(data: DataParams, split: SplitParams) -> tuple[datasets.DatasetD
         parts["test"] = test
         splits["test"] = to_dataset(test, names, labelled=labelled)
     summary = split_summary(parts, names, file_sha256(data.train_csv))
+    return datasets.DatasetDict(splits), summary, notes
+
+
+def multi_label_splits(data: DataParams, split: SplitParams, table: Table, frame: pd.DataFrame, names: list[str],
+                       notes: list[str]) -> tuple[datasets.DatasetDict, dict, list[str]]:
+    """make_splits for data.task multi_label: train/dev/valid by iterative stratification on the label sets
+    (split.dev_min_per_class does not apply: a row carries several labels)."""
+    frame, names, more = multi_label.drop_rare_labels(frame, names, data, table.source)
+    notes += more
+    if len(frame) == 0:
+        check_splittable(frame["label"].value_counts(), split.valid_size, table.source, notes)
+    separator = data.label_separator
+    train, valid = multi_label.stratified_split(frame, names, split.valid_size, split.seed, table.source, separator)
+    train, dev = multi_label.stratified_split(train, names, split.dev_size, split.seed, table.source, separator,
+                                              "split.dev_size")
+    parts = {"train": train, "dev": dev, "valid": valid}
+    splits = {name: to_dataset(part, names, separator=separator) for name, part in parts.items()}
+    if data.test_csv:
+        test, labelled, more = load_test(data, names, set(frame["text"]))
+        notes += more
+        parts["test"] = test
+        splits["test"] = to_dataset(test, names, labelled=labelled, separator=separator)
+    summary = split_summary(parts, names, file_sha256(data.train_csv), separator)
     return datasets.DatasetDict(splits), summary, notes

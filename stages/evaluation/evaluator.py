@@ -280,6 +280,16 @@ def evaluate(params: Params) -> dict:
             "title": f"Evaluation report: {Path(params.data.train_csv).name}, model {params.model.name}",
             "token_report": json.loads(Path(paths.tokenize_report).read_text())
             if Path(paths.tokenize_report).is_file() else None})
+    if params.data.task == "multi_label":  # stages/evaluation/multi_label_report.py
+        from stages.evaluation.multi_label_report import evaluate_multi_label
+
+        names = split["train"].features["label"].feature.names
+        return evaluate_multi_label(params, split, tokenized, model, device, load_baselines(paths.baselines), {
+            "class_counts": json.loads((Path(paths.split) / "summary.json").read_text(encoding="utf-8"))
+            .get("class_counts", {}), "baseline_labels": baseline_labels(params),
+            "title": f"Evaluation report: {Path(params.data.train_csv).name}, model {params.model.name}",
+            "token_report": json.loads(Path(paths.tokenize_report).read_text())
+            if Path(paths.tokenize_report).is_file() else None})
     names = split["train"].features["label"].names
     positive = positive_index(names, params.evaluate.positive_label)
     sets = {}

@@ -110,7 +110,9 @@ def data_section(summary: dict, data_params: dict) -> str:
              f"- SHA-256 of the training file: {code(summary.get('train_csv_sha256', 'unknown'))}"]
     if data_params.get("test_csv"):
         lines.append(f"- Test file: {code(data_params['test_csv'])}")
-    rows = [[split] + [per_class.get(name, "") for name in names] + [sum(per_class.values())]
+    # data.task multi_label: a row may carry several labels (or none), so the total is the split's rows
+    totals = summary.get("rows", {})
+    rows = [[split] + [per_class.get(name, "") for name in names] + [totals.get(split, sum(per_class.values()))]
             for split, per_class in counts.items() if "unlabelled" not in per_class]
     text = "\n".join(lines)
     statistics = {split: s for split, s in summary.get("label_statistics", {}).items() if "rows" in s}
@@ -119,7 +121,9 @@ def data_section(summary: dict, data_params: dict) -> str:
             ["split", "rows", "mean", "std", "min", "max"],
             [[split, s["rows"], s["mean"], s["std"], s["min"], s["max"]] for split, s in statistics.items()])
     if rows:
-        text += "\n\nRows per class after cleaning and the stratified split:\n\n" + table(["split"] + names + ["total"], rows)
+        what = ("Rows carrying each label (total: rows) after cleaning and the iterative stratified split"
+                if summary.get("task") == "multi_label" else "Rows per class after cleaning and the stratified split")
+        text += f"\n\n{what}:\n\n" + table(["split"] + names + ["total"], rows)
     unlabelled = {split: c["unlabelled"] for split, c in counts.items() if "unlabelled" in c}
     for split, rows_count in unlabelled.items():
         text += f"\n\nUnlabelled {code(split)} rows (predicted into the submission file): {rows_count}"
@@ -208,7 +212,10 @@ MODEL_NAME = "ja-textclf"
 CARD_METRICS = (("macro_f1", "f1", "Macro F1", {"average": "macro"}), ("accuracy", "accuracy", "Accuracy", None),
                 # data.task regression (a split's metrics hold these keys instead of the two above)
                 ("pearson", "pearsonr", "Pearson r", None), ("spearman", "spearmanr", "Spearman", None),
-                ("mse", "mse", "MSE", None), ("mae", "mae", "MAE", None))
+                ("mse", "mse", "MSE", None), ("mae", "mae", "MAE", None),
+                # data.task multi_label (macro_f1 as above)
+                ("micro_f1", "f1", "Micro F1", {"average": "micro"}),
+                ("samples_f1", "f1", "Samples F1", {"average": "samples"}))
 CARD_SPLITS = (("valid", "validation"), ("test", "test"))
 
 
@@ -261,7 +268,9 @@ def render_card(names: list[str], base: dict, summary: dict, metrics: dict, para
     title = (f"# Japanese text regression model: {escape(data_params.get('label_column', 'score'))}" if regression
              else f"# Japanese text classifier: {', '.join(escape(name) for name in names)}")
     head = ("1 output, regression (`problem_type: regression`; the raw output is the predicted score)" if regression
-            else f"{len(names)} labels, softmax")
+            else f"{len(names)} labels, a sigmoid per label (`problem_type: multi_label_classification`; a label is "
+            f"predicted at or above `multi_label_threshold` in config.json, chosen on the dev split)"
+            if data_params.get("task") == "multi_label" else f"{len(names)} labels, softmax")
     inputs = (f"\n- Input: sentence pairs, `[CLS] {escape(data_params.get('text_column', 'text'))} [SEP] "
               f"{escape(pair)} [SEP]` with token types 0 and 1 (`text_pair_column` in config.json)" if pair else "")
     sections = [

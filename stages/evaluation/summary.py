@@ -39,6 +39,12 @@ def summary_lines(params: Params) -> list[str]:
         raise UserError(f"{metrics_file}: not found; run `dvc repro` first")
     metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
     valid = metrics["valid"]
+    if "micro_f1" in valid:  # data.task multi_label
+        return [f"valid micro-F1 {valid['micro_f1']:.4f} (95% CI {valid['micro_f1_ci95_low']:.4f}–"
+                f"{valid['micro_f1_ci95_high']:.4f}), macro-F1 {valid['macro_f1']:.4f}, samples-F1 "
+                f"{valid['samples_f1']:.4f} at threshold {valid['threshold']:.2f} (chosen on dev)",
+                f"report:  {eval_dir / 'report.md'}",
+                f"metrics: {metrics_file}  (compare runs: python -m stages.compare, dvc exp show)"]
     if "macro_f1" not in valid:  # data.task regression
         return [f"valid Spearman {valid['spearman']:.4f} (95% CI {valid['spearman_ci95_low']:.4f}–"
                 f"{valid['spearman_ci95_high']:.4f}), Pearson {valid['pearson']:.4f}, MSE {valid['mse']:.4f}, "

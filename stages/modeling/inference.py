@@ -14,9 +14,11 @@ def predict_proba(model: PreTrainedModel, sequences: list[list[int]], batch_size
                   dtype: torch.dtype | None = None, desc: str = "predict",
                   token_type_ids: list[list[int]] | None = None) -> np.ndarray:
     """Softmax probabilities, shape (len(sequences), num_labels), rows in input order; for a regression model
-    (config.problem_type "regression") its raw outputs, the predicted values, shape (len(sequences), 1).
+    (config.problem_type "regression") its raw outputs, the predicted values, shape (len(sequences), 1); for a
+    multi-label model ("multi_label_classification") one sigmoid probability per label.
     `token_type_ids`: the segments of sentence pairs (stages/dataset/pairs.py), padded with 0 like the ids."""
     regression = model.config.problem_type == "regression"
+    multi_label = model.config.problem_type == "multi_label_classification"
     model = model.to(device).eval()
     probabilities = np.zeros((len(sequences), model.config.num_labels), dtype=np.float32)
     pad_id = model.config.pad_token_id or 0
@@ -28,7 +30,8 @@ def predict_proba(model: PreTrainedModel, sequences: list[list[int]], batch_size
             segments = {} if token_type_ids is None else {
                 "token_type_ids": pad_batch([token_type_ids[i] for i in rows], 0)[0].to(device)}
             logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), **segments).logits.float()
-            probabilities[rows] = (logits if regression else torch.softmax(logits, dim=-1)).cpu().numpy()
+            probabilities[rows] = (logits if regression else torch.sigmoid(logits) if multi_label
+                                   else torch.softmax(logits, dim=-1)).cpu().numpy()
             bar.update(len(rows))
     return probabilities
 

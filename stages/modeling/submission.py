@@ -18,6 +18,8 @@ from stages.common.errors import UserError
 from stages.common.outputs import write_csv
 from stages.common.params import DataParams
 from stages.common.spreadsheet import spreadsheet_safe
+from stages.dataset.multi_label import is_multi_label, names_of
+from stages.modeling.task_outputs import multi_label_strings
 from stages.modeling.inference import PROBABILITY_DIGITS, probability_columns
 from stages.modeling.window_pooling import document_probabilities
 
@@ -45,8 +47,9 @@ def make_submission(paths, data: DataParams, batch_size: int) -> tuple[pd.DataFr
     """(submission frame, one-line description of what it holds)."""
     split = datasets.load_from_disk(paths.split)
     # data.task regression: a float label, and the submission holds the predicted value in data.label_column
-    regression = not isinstance(split["train"].features["label"], datasets.ClassLabel)
-    names = [] if regression else split["train"].features["label"].names
+    regression = isinstance(split["train"].features["label"], datasets.Value)
+    multi = is_multi_label(split["train"])  # data.task multi_label: the labels over the model's threshold, joined
+    names = [] if regression else names_of(split["train"]) if multi else split["train"].features["label"].names
     if not unlabelled_test(split):
         why = ("the test file is labelled: its scores are in the evaluate stage's metrics" if "test" in split
                else "data.test_csv is not set")
@@ -65,6 +68,12 @@ def make_submission(paths, data: DataParams, batch_size: int) -> tuple[pd.DataFr
         values = np.asarray(probabilities[:, 0], dtype=np.float64).round(PROBABILITY_DIGITS)
         frame = pd.DataFrame({data.id_column: split["test"]["id"], data.label_column: values})
         return frame, f"{len(frame)} unlabelled test rows (predicted values)"
+    if multi:
+        frame = pd.DataFrame({data.id_column: split["test"]["id"],
+                              data.label_column: multi_label_strings(model.config, probabilities, names)})
+        frame = frame.assign(**probability_columns(probabilities, names))[
+            submission_columns(names, data.id_column, data.label_column)]
+        return frame, f"{len(frame)} unlabelled test rows (every label over the threshold chosen on dev)"
     frame = submission_frame(split["test"]["id"], probabilities, names, data.id_column, data.label_column)
     return frame, f"{len(frame)} unlabelled test rows"
 

@@ -62,3 +62,20 @@ def regression_frame(texts: list[str], pairs: Optional[list[str]], values: np.nd
 def regression_jsonl(frame: pd.DataFrame) -> str:
     return "".join(json.dumps({key: (float(value) if key == "prediction" else value) for key, value in row.items()},
                               ensure_ascii=False) + "\n" for row in frame.to_dict(orient="records"))
+
+
+# data.task multi_label (stages/evaluation/multi_label.py, whose constants these repeat without its imports)
+MULTI_LABEL_THRESHOLD, DEFAULT_THRESHOLD = "multi_label_threshold", 0.5
+
+
+def is_multi_label_model(model) -> bool:
+    return model.config.problem_type == "multi_label_classification"
+
+
+def multi_label_strings(config, probabilities: np.ndarray, names: list[str]) -> list[str]:
+    """Per row, the labels whose sigmoid probability reaches the threshold the train stage chose on dev (in
+    config.json), joined by the training data's separator; '' for none."""
+    threshold = getattr(config, MULTI_LABEL_THRESHOLD, None)
+    threshold = float(threshold) if isinstance(threshold, (int, float)) else DEFAULT_THRESHOLD
+    separator = getattr(config, "label_separator", None) or "|"
+    return [separator.join(names[i] for i in np.flatnonzero(row >= threshold)) for row in np.asarray(probabilities)]

@@ -47,7 +47,9 @@ from stages.common.hardware import resolve_device, resolve_precision
 from stages.common.outputs import atomic_dir
 from stages.common.params import PathParams, TrainParams, resolve_metric
 from stages.dataset.windows import LongText
+from stages.dataset import multi_label
 from stages.evaluation.metrics import make_compute_metrics, positive_index
+from stages.evaluation.multi_label import MULTI_LABEL_THRESHOLD, choose_threshold, make_multi_label_compute_metrics, sigmoid
 from stages.evaluation.regression import (
     LOWER_IS_BETTER,
     make_regression_compute_metrics,
@@ -220,13 +222,14 @@ class ProjectTrainer(Trainer):
 
 def is_regression(split: datasets.Dataset) -> bool:
     """data.task regression: the split stage stores a float label instead of a ClassLabel."""
-    return not isinstance(split.features["label"], datasets.ClassLabel)
+    return isinstance(split.features["label"], datasets.Value)
 
 
 def training_arguments(train: TrainParams, output_dir: str, device: Optional[torch.device] = None,
-                       regression: bool = False) -> TrainingArguments:
+                       regression: bool = False, multi: bool = False) -> TrainingArguments:
     device = device or resolve_device("auto")
-    metric = resolve_metric(train.metric_for_best_model, "regression" if regression else "single_label")
+    task = "regression" if regression else "multi_label" if multi else "single_label"
+    metric = resolve_metric(train.metric_for_best_model, task)
     dtype = resolve_precision(train.precision, device, "train.precision")
     evaluating = train.eval_strategy != "no"
     keep_best = evaluating and train.save_strategy != "no"
@@ -327,16 +330,21 @@ def build_trainer(tokenized: datasets.DatasetDict, model_dir: str, train: TrainP
     """`positive_label` (evaluate.positive_label) is the class whose F1 `metric_for_best_model: f1` selects on,
     the same class the evaluate stage reports."""
     regression = is_regression(tokenized["train"])
-    names = ["score"] if regression else tokenized["train"].features["label"].names
-    positive = 0 if regression else positive_index(names, positive_label)
+    multi = multi_label.is_multi_label(tokenized["train"])  # data.task multi_label: sigmoid per label, BCE loss
+    names = (["score"] if regression else multi_label.names_of(tokenized["train"]) if multi
+             else tokenized["train"].features["label"].names)
+    positive = 0 if regression or multi else positive_index(names, positive_label)
     id2label, label2id = label_maps(names)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    args = training_arguments(train, output_dir, device, regression)
+    args = training_arguments(train, output_dir, device, regression, multi)
     # Seed before the model exists: the classification head is randomly initialised.
     set_seed(train.seed)
-    model = load_for_classification(model_dir, id2label, label2id, "regression" if regression else None)
+    model = load_for_classification(model_dir, id2label, label2id, "regression" if regression else
+                                    "multi_label_classification" if multi else None)
     if regression:
         start_at_mean(model, float(np.mean(tokenized["train"]["label"])))
+    if multi:
+        tokenized = multi_hot_labels(tokenized, len(names))
     columns = ["input_ids", "attention_mask", "label", "length"] + (
         ["token_type_ids"] if "token_type_ids" in tokenized["train"].column_names else [])
     callbacks = [ckpt.CompleteMarker(), SharedCores()]
@@ -347,8 +355,11 @@ def build_trainer(tokenized: datasets.DatasetDict, model_dir: str, train: TrainP
     if regression and train.class_weights == "balanced":
         logger.warning("train.class_weights: balanced does not apply to data.task regression (no classes): "
                        "plain mean-squared-error loss")
+    if multi and train.class_weights == "balanced":
+        logger.warning("train.class_weights: balanced does not apply to data.task multi_label (not implemented; "
+                       "the dev-chosen threshold offsets rare labels): plain binary cross-entropy loss")
     weights = (balanced_class_weights(np.asarray(tokenized["train"]["label"]), len(names))
-               if train.class_weights == "balanced" and not regression else None)
+               if train.class_weights == "balanced" and not regression and not multi else None)
     evaluating = train.eval_strategy != "no"
     return ProjectTrainer(
         model=model,
@@ -358,10 +369,44 @@ def build_trainer(tokenized: datasets.DatasetDict, model_dir: str, train: TrainP
         eval_dataset=tokenized[SELECTION_SPLIT].select_columns(columns) if evaluating else None,
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=make_regression_compute_metrics() if regression else make_compute_metrics(len(names), positive),
+        compute_metrics=(make_regression_compute_metrics() if regression else make_multi_label_compute_metrics()
+                         if multi else make_compute_metrics(len(names), positive)),
         callbacks=callbacks,
         class_weights=weights,
     )
+
+
+def multi_hot_labels(tokenized: datasets.DatasetDict, n_labels: int) -> datasets.DatasetDict:
+    """The labelled splits with `label` as multi-hot float32 vectors: the BCEWithLogits target the collator passes."""
+    out = {}
+    for name, part in tokenized.items():
+        if "label" not in part.column_names:
+            out[name] = part
+            continue
+        hot = multi_label.multi_hot(part["label"][:], n_labels)
+        out[name] = part.remove_columns("label").add_column(
+            "label", hot.tolist(), feature=datasets.List(datasets.Value("float32")))
+    return datasets.DatasetDict(out)
+
+
+def record_threshold(trainer: Trainer, tokenized: datasets.DatasetDict, metric: str,
+                     separator: Optional[str]) -> Optional[float]:
+    """data.task multi_label: the decision threshold chosen on dev (stages/evaluation/multi_label.py), recorded
+    in the model's config with the label separator, for evaluate, submit and predict. None for other tasks or
+    without a dev split (then 0.5 is used)."""
+    if not multi_label.is_multi_label(tokenized["train"]):
+        return None
+    config = trainer.model.config
+    config.label_separator = separator or "|"
+    threshold = 0.5
+    if SELECTION_SPLIT in tokenized and len(tokenized[SELECTION_SPLIT]):
+        dev = multi_hot_labels(tokenized, len(config.id2label))[SELECTION_SPLIT]
+        columns = [c for c in ("input_ids", "attention_mask", "token_type_ids", "label") if c in dev.column_names]
+        output = trainer.predict(dev.select_columns(columns), metric_key_prefix="threshold")
+        logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+        threshold = choose_threshold(np.asarray(dev["label"][:]) > 0.5, sigmoid(logits), metric)
+    setattr(config, MULTI_LABEL_THRESHOLD, threshold)
+    return threshold
 
 
 def save_model(trainer: Trainer, out_dir: str, long_text: Optional[LongText] = None,
@@ -402,7 +447,8 @@ class TrainResult(NamedTuple):
 
 
 def train_and_save(paths: PathParams, train: TrainParams, positive_label: Optional[str] = None,
-                   long_text: Optional[LongText] = None, text_pair_column: Optional[str] = None) -> TrainResult:
+                   long_text: Optional[LongText] = None, text_pair_column: Optional[str] = None,
+                   label_separator: Optional[str] = None) -> TrainResult:
     """Train (resuming a matching interrupted run), save the model to paths.model; returns the kept eval entry
     and the training speed."""
     tokenized = datasets.load_from_disk(paths.tokenized)
@@ -426,9 +472,12 @@ def train_and_save(paths: PathParams, train: TrainParams, positive_label: Option
         print(f"train: resuming from {resume} (same deps and params as the interrupted run)", flush=True)
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     kept = best_eval(trainer)
+    threshold = record_threshold(trainer, tokenized, train.metric_for_best_model, label_separator)
+    if threshold is not None and kept is not None:
+        kept = {**kept, "threshold": threshold}
     if trainer.is_world_process_zero():
         save_model(trainer, paths.model, long_text, text_pair_column)
-        if is_regression(tokenized["train"]):
+        if is_regression(tokenized["train"]) or multi_label.is_multi_label(tokenized["train"]):
             write_classification_curve_placeholders(paths.train_log)
         # Finished: the checkpoints cannot be resumed any more (DVC caches the result instead).
         ckpt.remove_other_runs(checkpoint_root, keep="")
