@@ -116,26 +116,36 @@ def test_the_check_detects_a_graph_that_differs(exported, tiny_model_dir):
     assert worst > onnx_export.TOLERANCE
 
 
-def test_a_regression_model_serves_its_predicted_value(tiny_model_dir, tmp_path):
-    """problem_type regression: the `probabilities` output is the value itself (a softmax of one logit is 1)."""
-    from transformers import AutoModelForSequenceClassification
+@pytest.mark.parametrize("problem_type, labels, compared", [
+    ("regression", ["score"], "predicted value"),
+    ("multi_label_classification", ["anger", "joy", "sadness"], "sigmoid"),
+])
+def test_regression_and_multi_label_models_serve_their_own_scores(tiny_model_dir, tmp_path, problem_type, labels,
+                                                                   compared):
+    """The `probabilities` output follows problem_type: the value for regression (a softmax of one logit is a
+    constant 1), independent sigmoids for multi-label (rows need not sum to 1)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    model_dir = tmp_path / "regression"
+    model_dir = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model_dir)
     torch.manual_seed(1)
-    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), num_labels=1, problem_type="regression",
-                                                               ignore_mismatched_sizes=True,
-                                                               id2label={0: "score"}, label2id={"score": 0})
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(model_dir), num_labels=len(labels), problem_type=problem_type, ignore_mismatched_sizes=True,
+        id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)})
     model.save_pretrained(str(model_dir))
     check = onnx_export.export_checked(model_dir, tmp_path / "onnx")
-    assert check["max_abs_diff"] <= onnx_export.TOLERANCE and "predicted value" in check["compared"]
+    assert check["max_abs_diff"] <= onnx_export.TOLERANCE and compared in check["compared"]
     texts = [TEXTS[0], TEXTS[1] * 3]
     served = serve(tmp_path / "onnx" / onnx_export.ONNX_FILE, model_dir, texts)
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     with torch.no_grad():
-        from transformers import AutoTokenizer
-        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        expected = model.eval()(**tokenizer(texts, padding=True, truncation=True, return_tensors="pt")).logits.numpy()
-    assert served.shape == (2, 1) and len(set(served[:, 0].round(4))) == 2  # not a constant 1.0
+        logits = model.eval()(**tokenizer(texts, padding=True, truncation=True, return_tensors="pt")).logits
+    expected = (logits if problem_type == "regression" else torch.sigmoid(logits)).numpy()
+    assert served.shape == (2, len(labels))
+    if problem_type == "regression":
+        assert len(set(served[:, 0].round(6))) == 2  # the values, not a constant 1.0
+    else:
+        assert not np.allclose(served.sum(axis=1), 1.0, atol=0.05)  # sigmoids, not a softmax
     np.testing.assert_allclose(served, expected, atol=onnx_export.TOLERANCE, rtol=0)
 
 
