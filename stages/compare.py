@@ -78,8 +78,24 @@ def scored_rows(frame: pd.DataFrame, split: str, label: str) -> pd.DataFrame:
     return rows
 
 
+def single_label_task(rows: pd.DataFrame, label: str) -> None:
+    """The paired tests here count a prediction as right or wrong: one class per text. A regression run's file
+    has no class probabilities; a multi-label run's label probabilities are independent sigmoids, whose rows do
+    not sum to 1 as a softmax's do (up to the 6-digit rounding of the file)."""
+    probabilities = [column for column in rows.columns if column.startswith("p_")]
+    if not probabilities:
+        task = "a regression run (no class probabilities)"
+    elif (rows[probabilities].apply(pd.to_numeric, errors="coerce").sum(axis=1) - 1).abs().max() > 1e-4:
+        task = "a multi-label run (label probabilities that do not sum to 1)"
+    else:
+        return
+    raise UserError(f"{label}: {PREDICTIONS} is from {task}; compare judges single-label runs only: use "
+                    f"`dvc metrics diff` (with its 95% interval keys) for regression and multi-label runs")
+
+
 def load_side(path: str, rev: str, split: str) -> Side:
     rows = scored_rows(read_predictions(path, rev), split, rev)
+    single_label_task(rows, rev)
     return Side(rev, rows["text"].tolist(), rows["gold"].tolist(), rows["predicted"].tolist())
 
 
@@ -181,6 +197,7 @@ def parser() -> argparse.ArgumentParser:
 
 def baseline_sides(path: str, rev: str, split: str) -> tuple[Side, Side]:
     rows = scored_rows(read_predictions(path, rev), split, rev)
+    single_label_task(rows, rev)
     if BASELINE_COLUMN not in rows.columns:
         raise UserError(f"{rev}: {PREDICTIONS} has no {BASELINE_COLUMN!r} column; rerun `dvc repro` with this version")
     texts, gold = rows["text"].tolist(), rows["gold"].tolist()

@@ -41,6 +41,27 @@ def test_different_texts_or_labels_are_refused_with_the_reason():
         compare(a, relabelled, "valid")
 
 
+def test_regression_and_multi_label_predictions_are_refused_not_miscounted(tmp_path):
+    """Joined label sets are not classes and scores are not labels: compare points to `dvc metrics diff`."""
+    from stages.compare import load_side
+
+    base = {"split": ["valid"] * 3, "text": ["a", "b", "c"]}
+    files = {
+        "softmax": {**base, "gold": ["x", "y", "x"], "predicted": ["x", "y", "y"], "p_x": [0.7, 0.2, 0.4],
+                    "p_y": [0.3, 0.8, 0.6]},
+        "regression": {**base, "gold": ["1.5", "2.0", "3.5"], "predicted": ["1.4", "2.2", "3.1"]},
+        "multi": {**base, "gold": ["x|y", "", "y"], "predicted": ["x|y", "y", "y"], "p_x": [0.9, 0.1, 0.2],
+                  "p_y": [0.8, 0.6, 0.7]},
+    }
+    for name, columns in files.items():
+        pd.DataFrame(columns).to_csv(tmp_path / f"{name}.csv", index=False)
+    assert load_side(str(tmp_path / "softmax.csv"), "workspace", "valid").predicted == ["x", "y", "y"]
+    with pytest.raises(UserError, match="from a regression run .* use `dvc metrics diff`"):
+        load_side(str(tmp_path / "regression.csv"), "workspace", "valid")
+    with pytest.raises(UserError, match="from a multi-label run"):
+        load_side(str(tmp_path / "multi.csv"), "workspace", "valid")
+
+
 @pytest.mark.slow
 def test_compare_revisions_experiments_and_refuse_other_data(sample_run, tmp_path):
     repo = copy_repo(sample_run.repo, tmp_path / "repo")
