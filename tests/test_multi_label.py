@@ -79,6 +79,16 @@ def test_bad_zero_one_cell_names_file_column_and_row(tmp_path):
     assert "train.csv" in message and "'yes'" in message and "column 'b'" in message and "row 7" in message
 
 
+def test_a_file_without_any_label_is_refused(tmp_path):
+    """Every cell empty (or every 0/1 column all 0 and dropped as rare): a head with no outputs cannot train."""
+    texts = [f"テキスト{i}です。" for i in range(12)]
+    with pytest.raises(UserError, match=r"train.csv: no row carries a label in column 'labels'"):
+        split_of(tmp_path, pd.DataFrame({"text": texts, "labels": [""] * 12}))
+    with pytest.raises(UserError, match=r"no row carries a label in columns \['a', 'b'\]"):
+        split_of(tmp_path, pd.DataFrame({"text": texts, "a": [0] * 12, "b": [0] * 12}), label_columns=["a", "b"],
+                 on_rare_class="drop")
+
+
 def test_label_columns_need_multi_label_and_folds_are_refused():
     with pytest.raises(UserError, match="data.label_columns .* needs data.task: multi_label"):
         project_params({"data": {"label_columns": ["a", "b"]}})

@@ -312,6 +312,11 @@ def multi_label_splits(data: DataParams, split: SplitParams, table: Table, frame
     notes += more
     if len(frame) == 0:
         check_splittable(frame["label"].value_counts(), split.valid_size, table.source, notes)
+    if not names:  # every cell empty (or every label dropped as rare): a model with no outputs
+        where = (f"columns {data.label_columns}" if data.label_columns else f"column {data.label_column!r}")
+        raise UserError(f"{table.source}: no row carries a label in {where} after cleaning; a multi-label task needs "
+                        f"at least one label on 2 rows: check data.label_column / data.label_columns and "
+                        f"data.label_separator {data.label_separator!r}")
     separator = data.label_separator
     train, valid = multi_label.stratified_split(frame, names, split.valid_size, split.seed, table.source, separator)
     train, dev = multi_label.stratified_split(train, names, split.dev_size, split.seed, table.source, separator,
