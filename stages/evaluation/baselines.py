@@ -178,6 +178,17 @@ def scored_splits(split: datasets.DatasetDict) -> list[str]:
     return [name for name in ("valid", "test") if name in split and "label" in split[name].column_names]
 
 
+def load_vectors(embeddings_dir: str | Path, names: list[str]) -> dict[str, np.ndarray]:
+    """The embed stage's vectors of the named splits (the probe and kNN of every task read them)."""
+    vectors = {}
+    for name in names:
+        path = Path(embeddings_dir) / f"{name}.npy"
+        if not path.is_file():
+            raise UserError(f"{path}: embeddings missing; run `dvc repro embed` first")
+        vectors[name] = np.load(path)
+    return vectors
+
+
 def run_baselines(split: datasets.DatasetDict, embeddings_dir: str | Path,
                   params: BaselinesParams) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(scores per baseline and split, TF-IDF's predicted class index per text of each scored split, TF-IDF's class
@@ -186,12 +197,7 @@ def run_baselines(split: datasets.DatasetDict, embeddings_dir: str | Path,
     n_classes = len(names)
     train_labels = np.asarray(split["train"]["label"])
     evaluated = scored_splits(split)
-    vectors = {}
-    for name in ["train", *evaluated]:
-        path = Path(embeddings_dir) / f"{name}.npy"
-        if not path.is_file():
-            raise UserError(f"{path}: embeddings missing; run `dvc repro embed` first")
-        vectors[name] = np.load(path)
+    vectors = load_vectors(embeddings_dir, ["train", *evaluated])
     vector_sets = {name: (vectors[name], np.asarray(split[name]["label"])) for name in evaluated}
     text_sets = {name: (texts_of(split[name]), np.asarray(split[name]["label"])) for name in evaluated}
     train = vectors["train"]

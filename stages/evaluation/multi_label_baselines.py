@@ -16,10 +16,16 @@ import numpy as np
 import pandas as pd
 from sklearn.multiclass import OneVsRestClassifier
 
-from stages.common.errors import UserError
 from stages.common.params import BaselinesParams
 from stages.dataset.multi_label import multi_hot, names_of
-from stages.evaluation.baselines import fit_quietly, logistic_regression, scored_splits, texts_of, tfidf_matrix
+from stages.evaluation.baselines import (
+    fit_quietly,
+    load_vectors,
+    logistic_regression,
+    scored_splits,
+    texts_of,
+    tfidf_matrix,
+)
 from stages.evaluation.multi_label import (
     DEFAULT_THRESHOLD,
     label_strings,
@@ -49,12 +55,7 @@ def run_multi_label_baselines(split: datasets.DatasetDict, embeddings_dir: str |
     unscored = [name for name in ("dev",) if name in split]
     probabilities = {name: tfidf.predict_proba(features(texts_of(split[name]), fit=False))
                      for name in [*evaluated, *unscored]}
-    vectors = {}
-    for name in ["train", *evaluated]:
-        path = Path(embeddings_dir) / f"{name}.npy"
-        if not path.is_file():
-            raise UserError(f"{path}: embeddings missing; run `dvc repro embed` first")
-        vectors[name] = np.load(path)
+    vectors = load_vectors(embeddings_dir, ["train", *evaluated])
     probe = fit_quietly(one_vs_rest(params.probe.max_iter, params.seed), vectors["train"], gold["train"])
     predicted = {name: predicted_labels(probabilities[name], DEFAULT_THRESHOLD) for name in evaluated}
     scores = {"tfidf": {name: multi_label_headline(gold[name], predicted[name], DEFAULT_THRESHOLD)

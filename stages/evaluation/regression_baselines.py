@@ -7,8 +7,6 @@
 """
 from __future__ import annotations
 
-import io
-import zipfile
 from pathlib import Path
 
 import datasets
@@ -16,10 +14,14 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import Ridge
 
-from stages.common.errors import UserError
-from stages.common.outputs import atomic_file
 from stages.common.params import BaselinesParams
-from stages.evaluation.baselines import PREDICTIONS_FILE, scored_splits, texts_of, tfidf_matrix
+from stages.evaluation.baselines import (
+    PREDICTIONS_FILE,
+    load_vectors,
+    scored_splits,
+    texts_of,
+    tfidf_matrix,
+)
 from stages.evaluation.regression import regression_headline, regression_scores
 
 SKIPPED = {"mteb": {"skipped": "a classification protocol (samples per class); data.task is regression"},
@@ -36,12 +38,7 @@ def run_regression_baselines(split: datasets.DatasetDict, embeddings_dir: str | 
     ridge = Ridge(alpha=1.0 / params.tfidf.c).fit(features(texts_of(split["train"]), fit=True), gold["train"])
     unscored = [name for name in ("dev",) if name in split]
     tfidf = {name: ridge.predict(features(texts_of(split[name]), fit=False)) for name in [*evaluated, *unscored]}
-    vectors = {}
-    for name in ["train", *evaluated]:
-        path = Path(embeddings_dir) / f"{name}.npy"
-        if not path.is_file():
-            raise UserError(f"{path}: embeddings missing; run `dvc repro embed` first")
-        vectors[name] = np.load(path)
+    vectors = load_vectors(embeddings_dir, ["train", *evaluated])
     probe = Ridge(alpha=1.0).fit(vectors["train"], gold["train"])
     scores = {"tfidf": {name: regression_headline(gold[name], tfidf[name]) for name in evaluated},
               "probe": {name: regression_scores(gold[name], probe.predict(vectors[name])) for name in evaluated},
