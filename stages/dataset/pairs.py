@@ -27,21 +27,5 @@ def encode_pairs(tokenizer: PreTrainedTokenizerBase, texts: list[str], pairs: li
     return tokenizer(texts, pairs, return_token_type_ids=True, **kwargs)
 
 
-def tokenize_pair_split(split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int,
-                        texts: list[str], pairs: list[str]) -> datasets.Dataset:
-    """As tokenizing.tokenize_split, for pairs: input_ids, attention_mask, token_type_ids, length, full_length."""
-    def encode(batch: dict, rows: list[int]) -> dict:
-        first, second = [texts[i] for i in rows], [pairs[i] for i in rows]
-        full = encode_pairs(tokenizer, first, second, max_length, truncation=False)["input_ids"]
-        encoded = dict(encode_pairs(tokenizer, first, second, max_length))
-        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
-        encoded["full_length"] = [len(ids) for ids in full]
-        return encoded
-
-    fingerprint = f"{split._fingerprint}-tokenize-pairs-{max_length}"
-    return split.map(encode, batched=True, batch_size=1000, with_indices=True, keep_in_memory=True,
-                     desc="tokenize pairs", new_fingerprint=fingerprint)
-
-
 def pair_texts(split: datasets.Dataset) -> list[str] | None:
     return list(split[PAIR]) if has_pairs(split) else None

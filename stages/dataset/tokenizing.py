@@ -11,7 +11,7 @@ from transformers import PreTrainedTokenizerBase
 
 from stages.common.errors import UserError
 from stages.dataset.japanese import prepare_texts
-from stages.dataset.pairs import PAIR, has_pairs, tokenize_pair_split
+from stages.dataset.pairs import PAIR, encode_pairs, has_pairs
 from stages.dataset.windows import TRUNCATE, LongText, document_report, tokenize_documents
 
 # Models whose position ids start after the padding index (RoBERTa's scheme): max_position_embeddings 514
@@ -45,23 +45,29 @@ def check_max_length(max_length: int, model_dir: str | Path, builtin: bool) -> N
 
 
 def tokenize_split(split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int,
-                   texts: list[str] | None = None) -> datasets.Dataset:
-    """`texts` (default: the split's own) are what the tokenizer reads, row for row."""
+                   texts: list[str] | None = None, pairs: list[str] | None = None) -> datasets.Dataset:
+    """`texts` (default: the split's own) are what the tokenizer reads, row for row; `pairs`: the second text
+    of each row (sentence pairs, stages/dataset/pairs.py), which adds token_type_ids."""
     texts = list(split["text"]) if texts is None else texts
 
     def encode(batch: dict, rows: list[int]) -> dict:
         batch_texts = [texts[i] for i in rows]
-        full = tokenizer(batch_texts, truncation=False)["input_ids"]
-        encoded = tokenizer(batch_texts, truncation=True, max_length=max_length)
+        if pairs is None:
+            full = tokenizer(batch_texts, truncation=False)["input_ids"]
+            encoded = tokenizer(batch_texts, truncation=True, max_length=max_length)
+        else:
+            batch_pairs = [pairs[i] for i in rows]
+            full = encode_pairs(tokenizer, batch_texts, batch_pairs, max_length, truncation=False)["input_ids"]
+            encoded = dict(encode_pairs(tokenizer, batch_texts, batch_pairs, max_length))
         encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
         encoded["full_length"] = [len(ids) for ids in full]
         return encoded
 
     # keep_in_memory: never write cache files into the (DVC-tracked) split directory.
     # A fixed fingerprint: the closure cannot be hashed, and a random one would make reruns differ.
-    fingerprint = f"{split._fingerprint}-tokenize-{max_length}"
+    kind = "tokenize" if pairs is None else "tokenize-pairs"
     return split.map(encode, batched=True, batch_size=1000, with_indices=True, keep_in_memory=True,
-                     desc="tokenize", new_fingerprint=fingerprint)
+                     desc=kind.replace("-", " "), new_fingerprint=f"{split._fingerprint}-{kind}-{max_length}")
 
 
 def token_report(tokenized: datasets.Dataset, unk_id: int | None, prepared: dict[str, int] | None = None) -> dict:
@@ -89,7 +95,7 @@ def tokenize_all(dataset_dict: datasets.DatasetDict, tokenizer: PreTrainedTokeni
         texts, prepared = prepare_texts(split["text"])
         if has_pairs(split):  # sentence pairs (stages/dataset/pairs.py); params.py refuses them with long_text
             pairs, prepared_pairs = prepare_texts(split[PAIR])
-            encoded = tokenize_pair_split(split, tokenizer, max_length, texts, pairs)
+            encoded = tokenize_split(split, tokenizer, max_length, texts, pairs)
             prepared = {key: prepared[key] + prepared_pairs[key] for key in prepared}
             report[name] = token_report(encoded, tokenizer.unk_token_id, prepared)
         elif long_text is None or long_text.strategy == TRUNCATE:
