@@ -46,6 +46,12 @@ LEVERS: dict[str, dict[str, object]] = {
     "cosine": {"model.builtin.pretrain_lr_schedule": "cosine"},
     "layers_2": {"model.builtin.num_hidden_layers": 2},
     "finetune_batch_32": {"train.batch_size": 32},
+    "class_weights_none": {"train.class_weights": "none"},
+    "class_weights_sqrt": {"train.class_weights": "sqrt"},
+    # WordPiece keeps every character (and its "##" form) whatever the size: on chABSA's 1,651 training texts that
+    # is ~2,780 entries, so 200 means characters only and 4000 about 1,200 multi-character words.
+    "vocab_4000": {"model.builtin.vocab_size": 4000},
+    "vocab_characters": {"model.builtin.vocab_size": 200},
 }
 
 

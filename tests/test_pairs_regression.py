@@ -202,7 +202,7 @@ def test_regression_end_to_end_and_predict_equals_evaluate(tmp_path):
         "data": {"train_csv": str(csv), "test_csv": str(test_csv), "label_column": "score", "task": "regression"},
         "train": {"epochs": 1}})
     result = run(["dvc", "repro"], repo)
-    assert "train.class_weights: balanced does not apply" in result.stderr + result.stdout
+    assert "train.class_weights: sqrt does not apply to data.task regression" in result.stderr + result.stdout
     assert AutoConfig.from_pretrained(repo / "data/model").problem_type == "regression"
     metrics = json.loads((repo / "data/eval/metrics.json").read_text())
     assert list(metrics["valid"]) == [f"{m}{s}" for m in ("pearson", "spearman", "mse", "mae")

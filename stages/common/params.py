@@ -276,8 +276,9 @@ class TrainParams(Section):
         description="Dev-split metric for early stopping and the model kept at the end; auto: macro_f1 for "
         "data.task single_label, spearman for regression, micro_f1 for multi_label. mse, mae and loss are "
         "minimised, the others maximised.")
-    class_weights: Literal["none", "balanced"] = Field(
-        description="balanced: cross-entropy weighted by n / (classes * count) for imbalanced data.")
+    class_weights: Literal["none", "balanced", "sqrt"] = Field(
+        description="balanced: cross-entropy weighted by n / (classes * count) for imbalanced data; sqrt: the "
+        "square root of those weights (rare classes count, less strongly).")
     nproc: int = Field(ge=1, description="Processes (DDP under torchrun): CPU processes or GPUs on this node.")
 
     @field_validator("max_steps")
@@ -397,8 +398,9 @@ class TfidfParams(Section):
 class BaselinesParams(Section):
     seed: int = Field(description="Seed of the few-shot sampling and the logistic regressions.")
     class_weight: Literal["none", "balanced"] = Field(
-        description="Class weights of the probe and TF-IDF logistic regressions; set it like "
-        "train.class_weights so the comparison is like for like (the MTEB protocol stays unweighted).")
+        description="Class weights of the probe and TF-IDF logistic regressions (sklearn's class_weight; the MTEB "
+        "protocol stays unweighted). balanced is TF-IDF's stronger setting on imbalanced data: the reference the "
+        "fine-tuned model is judged against.")
     probe: ProbeParams = Field(description="Linear probe on the embed stage's vectors.")
     mteb: MtebParams = Field(description="MTEB classification protocol on the vectors.")
     knn: KnnParams = Field(description="k-nearest-neighbours on the vectors.")

@@ -72,14 +72,17 @@ def label_maps(names: list[str]) -> tuple[dict[int, str], dict[str, int]]:
     return dict(enumerate(names)), {name: i for i, name in enumerate(names)}
 
 
-def balanced_class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
-    """n_samples / (n_classes * count) per class, as sklearn's class_weight='balanced'."""
+def balanced_class_weights(labels: np.ndarray, n_classes: int, scheme: str = "balanced") -> torch.Tensor:
+    """n_samples / (n_classes * count) per class, as sklearn's class_weight='balanced'; with scheme "sqrt", its
+    square root: rare classes still count more, but a class of 3 % no longer weighs 11x, which on small data
+    pushed some seeds to predict it for a fifth of all texts (docs/results.md, 2026-11-27 session 7)."""
     counts = np.bincount(np.asarray(labels), minlength=n_classes).astype(np.float64)
     if (counts == 0).any():
         missing = [i for i in range(n_classes) if counts[i] == 0]
-        raise UserError(f"train.class_weights: balanced: classes {missing} have no training rows; "
+        raise UserError(f"train.class_weights: {scheme}: classes {missing} have no training rows; "
                         "use class_weights: none or add rows of those classes")
-    return torch.tensor(counts.sum() / (n_classes * counts), dtype=torch.float32)
+    weights = counts.sum() / (n_classes * counts)
+    return torch.tensor(np.sqrt(weights) if scheme == "sqrt" else weights, dtype=torch.float32)
 
 
 class EpochLengthGroupedSampler(LengthGroupedSampler):
@@ -352,14 +355,15 @@ def build_trainer(tokenized: datasets.DatasetDict, model_dir: str, train: TrainP
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=train.early_stopping_patience))
     if log_dir is not None:
         callbacks.append(TrainingCurves(log_dir))
-    if regression and train.class_weights == "balanced":
-        logger.warning("train.class_weights: balanced does not apply to data.task regression (no classes): "
-                       "plain mean-squared-error loss")
-    if multi and train.class_weights == "balanced":
-        logger.warning("train.class_weights: balanced does not apply to data.task multi_label (not implemented; "
-                       "the dev-chosen threshold offsets rare labels): plain binary cross-entropy loss")
-    weights = (balanced_class_weights(np.asarray(tokenized["train"]["label"]), len(names))
-               if train.class_weights == "balanced" and not regression and not multi else None)
+    weighted = train.class_weights != "none"
+    if regression and weighted:
+        logger.warning(f"train.class_weights: {train.class_weights} does not apply to data.task regression (no "
+                       "classes): plain mean-squared-error loss")
+    if multi and weighted:
+        logger.warning(f"train.class_weights: {train.class_weights} does not apply to data.task multi_label (not "
+                       "implemented; the dev-chosen threshold offsets rare labels): plain binary cross-entropy loss")
+    weights = (balanced_class_weights(np.asarray(tokenized["train"]["label"]), len(names), train.class_weights)
+               if weighted and not regression and not multi else None)
     evaluating = train.eval_strategy != "no"
     return ProjectTrainer(
         model=model,
