@@ -67,12 +67,13 @@ def test_compare_revisions_experiments_and_refuse_other_data(sample_run, tmp_pat
     repo = copy_repo(sample_run.repo, tmp_path / "repo")
     same = run(["python", "-m", "stages.compare"], repo)  # HEAD vs the (unchanged) workspace
     assert "+0.0000" in same.stdout and "no detectable difference" in same.stdout
-    run(["dvc", "exp", "run", "-S", "train.learning_rate=0.0002", "--name", "slow-lr"], repo)
-    result = run(["python", "-m", "stages.compare", "HEAD", "slow-lr"], repo)
-    assert "verdict: " in result.stdout and "slow-lr" in result.stdout
+    # Up to evaluate only: compare reads predictions.csv, and submit / package would add a minute of nothing here.
+    run(["dvc", "exp", "run", "evaluate", "-S", "train.epochs=1", "--name", "one-epoch"], repo)
+    result = run(["python", "-m", "stages.compare", "HEAD", "one-epoch"], repo)
+    assert "verdict: " in result.stdout and "one-epoch" in result.stdout
     head = pd.read_csv(repo / "data/eval/predictions.csv")  # the workspace still holds HEAD's outputs
     assert f"{len(head[head['split'] == 'valid'])} texts" in result.stdout
-    md = run(["python", "-m", "stages.compare", "HEAD", "slow-lr", "--md"], repo)
+    md = run(["python", "-m", "stages.compare", "HEAD", "one-epoch", "--md"], repo)
     assert md.stdout.startswith("**valid** split") and "| B − A |" in md.stdout
     # Other data in the workspace (as after a new CSV or split seed: the unit tests cover the rules; this is the
     # command's path): some valid texts differ, so a paired comparison must refuse.
