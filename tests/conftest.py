@@ -207,13 +207,3 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-    # Whole files in this order: pytest-xdist (--dist loadfile) hands each idle worker the next file, so the
-    # long pipeline files go first and the many short unit files fill in at the end, when one worker would
-    # otherwise sit idle behind the other's last pipeline run. Files that build their own pipeline come before
-    # those sharing `sample_run`, so one worker builds it while the other is busy rather than waiting on its lock.
-    weight: dict[str, int] = {}
-    for item in items:
-        names = set(getattr(item, "fixturenames", ()))
-        rank = 2 if item.get_closest_marker("slow") is None else (1 if "sample_run" in names else 0)
-        weight[item.nodeid.split("::")[0]] = min(rank, weight.get(item.nodeid.split("::")[0], 2))
-    items.sort(key=lambda item: weight[item.nodeid.split("::")[0]])  # stable: files stay whole and in order
