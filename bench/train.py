@@ -351,11 +351,11 @@ def speed(args, device: torch.device) -> None:
 def same_loss_as_project(train: TrainParams, labels, n_classes: int):
     """(a) gets the project's loss (class-weighted when the default says so): (a) and (b) then differ only
     in padding, precision, batch order and the CPU kernels, which is what the comparison is about."""
-    if train.class_weights != "balanced":
+    if train.class_weights == "none":
         return None
-    from stages.modeling.training import balanced_class_weights
+    from stages.modeling.training import class_weights_for
 
-    weights = balanced_class_weights(np.asarray(labels), n_classes)
+    weights = class_weights_for(np.asarray(labels), n_classes, train.class_weights)
 
     def loss(outputs, labels, num_items_in_batch=None):
         return torch.nn.functional.cross_entropy(outputs.logits.float(), labels, weight=weights.to(labels.device))

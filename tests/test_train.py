@@ -34,7 +34,7 @@ from stages.modeling.model_dir import LOAD_TIME_KEYS
 from stages.modeling.training import (
     EpochLengthGroupedSampler,
     ProjectTrainer,
-    balanced_class_weights,
+    class_weights_for,
     build_trainer,
     save_model,
 )
@@ -112,18 +112,18 @@ def test_default_params_file_is_valid_and_train_deps_match_dvc_yaml():
 
 # ---- class weights -----------------------------------------------------------------------------
 
-def test_balanced_class_weights_match_sklearn():
+def test_class_weights_for_match_sklearn():
     labels = np.array([0] * 8 + [1] * 1 + [2] * 3)
     expected = compute_class_weight("balanced", classes=np.arange(3), y=labels)
-    assert np.allclose(balanced_class_weights(labels, 3).numpy(), expected)
+    assert np.allclose(class_weights_for(labels, 3).numpy(), expected)
     with pytest.raises(UserError, match="have no training rows"):
-        balanced_class_weights(np.array([0, 0, 2]), 3)
+        class_weights_for(np.array([0, 0, 2]), 3)
     # sqrt: the same order of classes, the ratio between the rarest and the most common shrunk to its square root
-    soft = balanced_class_weights(labels, 3, "sqrt").numpy()
+    soft = class_weights_for(labels, 3, "sqrt").numpy()
     assert np.allclose(soft, np.sqrt(expected))
     assert soft[1] / soft[0] == pytest.approx(np.sqrt(8)) and soft[1] / soft[0] < expected[1] / expected[0]
     with pytest.raises(UserError, match="class_weights: sqrt: classes \\[1\\] have no training rows"):
-        balanced_class_weights(np.array([0, 0, 2]), 3, "sqrt")
+        class_weights_for(np.array([0, 0, 2]), 3, "sqrt")
 
 
 def test_selection_sees_the_dev_split_and_never_a_valid_text(tiny_repo, tmp_path, one_thread):

@@ -72,10 +72,10 @@ def label_maps(names: list[str]) -> tuple[dict[int, str], dict[str, int]]:
     return dict(enumerate(names)), {name: i for i, name in enumerate(names)}
 
 
-def balanced_class_weights(labels: np.ndarray, n_classes: int, scheme: str = "balanced") -> torch.Tensor:
+def class_weights_for(labels: np.ndarray, n_classes: int, scheme: str = "balanced") -> torch.Tensor:
     """n_samples / (n_classes * count) per class, as sklearn's class_weight='balanced'; with scheme "sqrt", its
     square root: rare classes still count more, but a class of 3 % no longer weighs 11x, which on small data
-    pushed some seeds to predict it for a fifth of all texts (docs/results.md, 2026-11-27 session 7)."""
+    let some seeds predict it for nearly a quarter of all texts (docs/results.md, 2026-11-27 session 7)."""
     counts = np.bincount(np.asarray(labels), minlength=n_classes).astype(np.float64)
     if (counts == 0).any():
         missing = [i for i in range(n_classes) if counts[i] == 0]
@@ -362,7 +362,7 @@ def build_trainer(tokenized: datasets.DatasetDict, model_dir: str, train: TrainP
     if multi and weighted:
         logger.warning(f"train.class_weights: {train.class_weights} does not apply to data.task multi_label (not "
                        "implemented; the dev-chosen threshold offsets rare labels): plain binary cross-entropy loss")
-    weights = (balanced_class_weights(np.asarray(tokenized["train"]["label"]), len(names), train.class_weights)
+    weights = (class_weights_for(np.asarray(tokenized["train"]["label"]), len(names), train.class_weights)
                if weighted and not regression and not multi else None)
     evaluating = train.eval_strategy != "no"
     return ProjectTrainer(
