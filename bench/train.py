@@ -31,6 +31,7 @@ sizes, random weights) for each of --sets, one epoch of 16 * --builtin-steps row
     python -m bench.train --quality --no-speed  # the quality comparison only
     python -m bench.train --overhead --repeats 5 --threads 1
     python -m bench.train --builtin --sets jcola chabsa toxic --repeats 3
+    python -m bench.train --profile 30 --device cuda  # torch.profiler tables of (b) and the plain Trainer
 
 A cheaper CPU dropout mask (HashDropout) and gradient clipping folded into fused AdamW used to be part of (b).
 Measured on the default builtin model (commit 8882662, `python -m bench.train --builtin --repeats 4
@@ -80,24 +81,43 @@ def dataset_csv(name: str) -> Path:
     return path if path.is_file() else REPO / "data/sample/train.csv"
 
 
+def sync() -> None:
+    """Wait for queued GPU work: on CUDA the host runs ahead of the device, so a clock read without it would stop
+    before the last steps' kernels ran."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 class StepTimer(TrainerCallback):
     """Wall time of optimizer steps warmup+1 .. warmup+steps (warmup 0: from the start of the first epoch, so
-    the sampler's order and the first batch, fetched before the first step begins, are counted)."""
+    the sampler's order and the first batch, fetched before the first step begins, are counted). The GPU is
+    synchronised at both ends; `marks` holds the host clock at each step's end, for the per-step spread."""
 
     def __init__(self, warmup: int, steps: int):
         self.warmup, self.steps, self.start, self.seconds = warmup, steps, None, None
         self.start_cpu, self.cpu_seconds = None, None  # this process's CPU time over the same steps
+        self.marks: list[float] = []
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         if self.warmup == 0 and self.start is None:
+            sync()
             self.start, self.start_cpu = time.perf_counter(), time.process_time()
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.warmup and self.warmup > 0:
+            sync()
             self.start, self.start_cpu = time.perf_counter(), time.process_time()
         elif state.global_step == self.warmup + self.steps:
+            sync()
             self.seconds = time.perf_counter() - self.start
             self.cpu_seconds = time.process_time() - self.start_cpu
+        if self.start is not None and self.warmup < state.global_step <= self.warmup + self.steps:
+            self.marks.append(time.perf_counter())
+
+    def spread(self) -> str:
+        """First timed step (start-up costs land there) and the median of the others, in ms."""
+        steps = np.diff([self.start, *self.marks]) * 1000
+        return f"first step {steps[0]:.0f} ms, median step {np.median(steps[1:]):.1f} ms" if len(steps) > 1 else ""
 
 
 def tokenized_set(csv: Path, workdir: Path, limit: int) -> tuple[datasets.DatasetDict, Path]:
@@ -114,7 +134,7 @@ def tokenized_set(csv: Path, workdir: Path, limit: int) -> tuple[datasets.Datase
                                   "attention_mask": datasets.Sequence(datasets.Value("int8")),
                                   "length": datasets.Value("int32"), "label": datasets.ClassLabel(names=names)})
     data = datasets.Dataset.from_dict(rows, features=features)
-    return datasets.DatasetDict({"train": data, "valid": data.select(range(64))}), tok_dir
+    return datasets.DatasetDict({"train": data, "valid": data.select(range(min(64, len(data))))}), tok_dir
 
 
 def base_shaped_model_dir(tok_dir: Path, n_labels: int) -> Path:
@@ -134,7 +154,7 @@ def usual_args(out: str, max_steps: int, device: torch.device, bf16: bool, group
     return TrainingArguments(**{**settings, **extra})
 
 
-def time_usual(data, model_dir, tokenizer, steps, warmup, device, padded: bool, bf16: bool, grouped: bool) -> float:
+def time_usual(data, model_dir, tokenizer, steps, warmup, device, padded: bool, bf16: bool, grouped: bool) -> StepTimer:
     set_seed(42)
     model = BertForSequenceClassification.from_pretrained(str(model_dir), attn_implementation="sdpa")
     collator = (DataCollatorWithPadding(tokenizer, padding="max_length", max_length=PAD_TO) if padded
@@ -145,10 +165,10 @@ def time_usual(data, model_dir, tokenizer, steps, warmup, device, padded: bool, 
                           train_dataset=data["train"].remove_columns([] if grouped else ["length"]),
                           data_collator=collator, processing_class=tokenizer, callbacks=[timer])
         trainer.train()
-    return steps * BATCH / timer.seconds
+    return timer
 
 
-def time_project(data, model_dir, steps, warmup, device, **overrides) -> float:
+def time_project(data, model_dir, steps, warmup, device, **overrides) -> StepTimer:
     train = TrainParams.from_project(**{**dict(max_steps=warmup + steps, batch_size=BATCH, eval_strategy="no",
                                                save_strategy="no", early_stopping_patience=0, learning_rate=5e-5),
                                         **overrides})
@@ -158,7 +178,7 @@ def time_project(data, model_dir, steps, warmup, device, **overrides) -> float:
         trainer.add_callback(timer)
         trainer.args.disable_tqdm = True
         trainer.train()
-    return steps * BATCH / timer.seconds
+    return timer
 
 
 # ---- per-step host overhead (--overhead) and the builtin model (--builtin) -------------------------------
@@ -328,15 +348,18 @@ def speed(args, device: torch.device) -> None:
                   f"{(lengths >= PAD_TO).mean():.0%} at the {PAD_TO} cap); {args.steps} timed steps of {BATCH} "
                   f"= one epoch ((a): {args.baseline_steps} after 2), "
                   f"device {device}, {torch.get_num_threads()} threads", flush=True)
-            runs = {"a": [], "b": [], "plain": []}
+            runs, spreads = {"a": [], "b": [], "plain": []}, {}
             for repeat in range(args.repeats):  # interleaved, so drifting machine load hits all alike
-                runs["a"].append(time_usual(data, model_dir, tokenizer, args.baseline_steps, 2, device, True, False, False))
-                runs["b"].append(time_project(data, model_dir, args.steps, warmup, device))
+                timers = {"a": time_usual(data, model_dir, tokenizer, args.baseline_steps, 2, device, True, False, False),
+                          "b": time_project(data, model_dir, args.steps, warmup, device)}
                 if args.plain:
-                    runs["plain"].append(time_usual(data, model_dir, tokenizer, args.steps, warmup, device, False,
-                                                    device.type in ("cuda", "cpu"), True))
+                    timers["plain"] = time_usual(data, model_dir, tokenizer, args.steps, warmup, device, False,
+                                                 device.type in ("cuda", "cpu"), True)
+                for key, timer in timers.items():
+                    runs[key].append(timer.steps * BATCH / timer.seconds)
+                    spreads[key] = timer.spread()
                 print(f"  run {repeat + 1}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in runs.items() if v)
-                      + " examples/s", flush=True)
+                      + " examples/s (" + "; ".join(f"{k}: {v}" for k, v in spreads.items()) + ")", flush=True)
             usual, project = float(np.median(runs["a"])), float(np.median(runs["b"]))
             how = f"median of {args.repeats}" if args.repeats > 1 else "one run"
             print(f"  (a) padded to {PAD_TO}, fp32, random batches: {usual:.2f} examples/s ({how})", flush=True)
@@ -346,6 +369,33 @@ def speed(args, device: torch.device) -> None:
                 print(f"  plain Trainer, dynamic pad + bf16 + group_by_length: {plain:.2f} examples/s "
                       f"(ratio {plain / usual:.2f}x; (b)/plain {project / plain:.2f}x)", flush=True)
             print(f"{name}: ratio (b)/(a) = {project / usual:.2f}x", flush=True)
+
+
+def profile(args, device: torch.device) -> None:
+    """Where a step's time goes: torch.profiler over one epoch of --profile steps of (b) and of the plain
+    Trainer (dynamic padding, bf16, group_by_length) on the first of --sets, after one unprofiled warm-up run
+    of each; the top operators by self host time and by device time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    sort = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    with tempfile.TemporaryDirectory() as work:
+        data, tok_dir = tokenized_set(dataset_csv(args.sets[0]), Path(work), BATCH * args.profile)
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
+        model_dir = base_shaped_model_dir(tok_dir, data["train"].features["label"].num_classes)
+        for name, run in (("(b) project", lambda: time_project(data, model_dir, args.profile, 0, device)),
+                          ("plain", lambda: time_usual(data, model_dir, tokenizer, args.profile, 0, device, False,
+                                                       device.type == "cuda", True))):
+            run()
+            with torch_profile(activities=activities) as prof:
+                timer = run()
+            print(f"profile {name}, {args.sets[0]}, {args.profile} steps: {timer.steps * BATCH / timer.seconds:.1f} "
+                  f"examples/s ({timer.spread()})", flush=True)
+            for key in ("self_cpu_time_total", sort) if sort != "self_cpu_time_total" else (sort,):
+                print(prof.key_averages().table(sort_by=key, row_limit=18, max_name_column_width=60), flush=True)
 
 
 def same_loss_as_project(train: TrainParams, labels, n_classes: int):
@@ -457,6 +507,8 @@ def main() -> None:
                         help="examples/s, project default vs plain Trainer, on the builtin default model (--sets)")
     parser.add_argument("--builtin-steps", type=int, default=25,
                         help="steps of --builtin: one epoch of 16 * steps rows (fewer if the set is smaller)")
+    parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                        help="profile STEPS steps of (b) and of the plain Trainer (torch.profiler tables)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds for --quality (mean reported)")
     parser.add_argument("--first-seed", type=int, default=42, help="first of the --quality seeds")
     args = parser.parse_args()
@@ -468,7 +520,9 @@ def main() -> None:
         overhead(args, device)
     if args.builtin:
         builtin(args, device)
-    if not (args.no_speed or args.overhead or args.builtin):  # the other modes run alone unless asked
+    if args.profile:
+        profile(args, device)
+    if not (args.no_speed or args.overhead or args.builtin or args.profile):  # the other modes run alone unless asked
         speed(args, device)
     if args.quality:
         quality(args)
