@@ -287,6 +287,15 @@ def overhead(args, device: torch.device) -> None:
               f"ratio project / plain = {project / plain:.2f}x", flush=True)
 
 
+def warm_up(configs: dict, device: torch.device) -> None:
+    """On a GPU, one untimed run of each configuration first: CUDA loads each kernel on its first use and the
+    libraries pick kernels per new shape and dtype, a one-off cost per process (seconds) that a long training
+    pays once, but that in a one-epoch timing lands on whichever configuration happens to run first."""
+    if device.type == "cuda":
+        for run in configs.values():
+            run()
+
+
 def builtin(args, device: torch.device) -> None:
     """examples/s of the project's default against a plain Trainer on the builtin default model (params.yaml's
     model.builtin sizes, random weights: pretraining changes the values, not the speed), one epoch each over
@@ -322,12 +331,20 @@ def builtin(args, device: torch.device) -> None:
                   f"{size.num_hidden_layers} layers, hidden {size.hidden_size}; one epoch of {steps} steps of {BATCH}, "
                   f"device {device}, {torch.get_num_threads()} threads; project precision {project_precision(device)}, "
                   f"plain fp32", flush=True)
-            runs = {"project": [], "plain": []}
+            configs = {"project": lambda: project_run(data, model_dir, steps, 0, device)}
+            if args.fp32:
+                configs["project_fp32"] = lambda: project_run(data, model_dir, steps, 0, device, precision="fp32")
+            configs["plain"] = lambda: plain_run(data, model_dir, steps, 0, device)
+            warm_up(configs, device)
+            runs = {key: [] for key in configs}
             for repeat in range(args.repeats):
-                for label, run in (("project", project_run), ("plain", plain_run)):
-                    runs[label].append(steps * BATCH / run(data, model_dir, steps, 0, device).seconds)
-                print(f"  run {repeat + 1}: project {runs['project'][-1]:.1f}, plain {runs['plain'][-1]:.1f} examples/s",
+                for key, run in configs.items():
+                    runs[key].append(steps * BATCH / run().seconds)
+                print(f"  run {repeat + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in runs.items()) + " examples/s",
                       flush=True)
+            if args.fp32:
+                print(f"builtin {name}: project with train.precision fp32 {float(np.median(runs['project_fp32'])):.1f} "
+                      "examples/s", flush=True)
             project, plain = float(np.median(runs["project"])), float(np.median(runs["plain"]))
             print(f"builtin {name}: project {project:.1f} examples/s, plain {plain:.1f} examples/s: "
                   f"ratio project / plain = {project / plain:.2f}x", flush=True)
@@ -348,13 +365,18 @@ def speed(args, device: torch.device) -> None:
                   f"{(lengths >= PAD_TO).mean():.0%} at the {PAD_TO} cap); {args.steps} timed steps of {BATCH} "
                   f"= one epoch ((a): {args.baseline_steps} after 2), "
                   f"device {device}, {torch.get_num_threads()} threads", flush=True)
-            runs, spreads = {"a": [], "b": [], "plain": []}, {}
+            configs = {"a": lambda: time_usual(data, model_dir, tokenizer, args.baseline_steps, 2, device, True,
+                                               False, False),
+                       "b": lambda: time_project(data, model_dir, args.steps, warmup, device)}
+            if args.fp32:
+                configs["b_fp32"] = lambda: time_project(data, model_dir, args.steps, warmup, device, precision="fp32")
+            if args.plain:
+                configs["plain"] = lambda: time_usual(data, model_dir, tokenizer, args.steps, warmup, device, False,
+                                                      device.type in ("cuda", "cpu"), True)
+            warm_up(configs, device)
+            runs, spreads = {key: [] for key in configs}, {}
             for repeat in range(args.repeats):  # interleaved, so drifting machine load hits all alike
-                timers = {"a": time_usual(data, model_dir, tokenizer, args.baseline_steps, 2, device, True, False, False),
-                          "b": time_project(data, model_dir, args.steps, warmup, device)}
-                if args.plain:
-                    timers["plain"] = time_usual(data, model_dir, tokenizer, args.steps, warmup, device, False,
-                                                 device.type in ("cuda", "cpu"), True)
+                timers = {key: run() for key, run in configs.items()}
                 for key, timer in timers.items():
                     runs[key].append(timer.steps * BATCH / timer.seconds)
                     spreads[key] = timer.spread()
@@ -364,6 +386,9 @@ def speed(args, device: torch.device) -> None:
             how = f"median of {args.repeats}" if args.repeats > 1 else "one run"
             print(f"  (a) padded to {PAD_TO}, fp32, random batches: {usual:.2f} examples/s ({how})", flush=True)
             print(f"  (b) project default:                   {project:.2f} examples/s", flush=True)
+            if args.fp32:
+                print(f"  (b) with train.precision fp32:         {float(np.median(runs['b_fp32'])):.2f} examples/s",
+                      flush=True)
             if args.plain:
                 plain = float(np.median(runs["plain"]))
                 print(f"  plain Trainer, dynamic pad + bf16 + group_by_length: {plain:.2f} examples/s "
@@ -507,6 +532,8 @@ def main() -> None:
                         help="examples/s, project default vs plain Trainer, on the builtin default model (--sets)")
     parser.add_argument("--builtin-steps", type=int, default=25,
                         help="steps of --builtin: one epoch of 16 * steps rows (fewer if the set is smaller)")
+    parser.add_argument("--fp32", action="store_true",
+                        help="also time (b) with train.precision fp32 (separates autocast's cost from the rest)")
     parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
                         help="profile STEPS steps of (b) and of the plain Trainer (torch.profiler tables)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds for --quality (mean reported)")
