@@ -52,6 +52,9 @@ LEVERS: dict[str, dict[str, object]] = {
     # is ~2,780 entries, so 200 means characters only and 4000 about 1,200 multi-character words.
     "vocab_4000": {"model.builtin.vocab_size": 4000},
     "vocab_characters": {"model.builtin.vocab_size": 200},
+    # Half the layers pretrained twice as long: about the same pretraining time as the default.
+    "layers_2_pretrain_600": {"model.builtin.num_hidden_layers": 2, "model.pretrain_steps": 600},
+    "select_on_dev_loss": {"train.metric_for_best_model": "loss"},
 }
 
 
