@@ -66,6 +66,15 @@ def test_tokenize_truncates_and_reports(builtin_dir):
     assert "text" not in tokenized["train"].column_names
 
 
+def test_no_pretraining_writes_a_null_loss_not_nan(tmp_path):
+    import json
+
+    facts = build_builtin(TEXTS, tmp_path, TINY, steps=0)
+    assert facts["pretrain_final_loss"] is None and facts["pretrain_steps"] == 0
+    json.loads(json.dumps(facts), parse_constant=lambda name: pytest.fail(f"{name} in the summary"))
+    assert AutoModel.from_pretrained(str(tmp_path)).config.vocab_size == len(AutoTokenizer.from_pretrained(str(tmp_path)))
+
+
 def test_masked_only_head_gives_the_masked_lm_loss_of_transformers(builtin_dir):
     from transformers import BertForMaskedLM, DataCollatorForLanguageModeling
 

@@ -300,5 +300,6 @@ def build_builtin(texts: list[str], out_dir: Path, size: BuiltinModelParams, ste
         facts = init_word_embeddings(model, vocab, words, size.seed)
     loss = pretrain_mlm(model, tokenizer, texts, steps, size, size.max_position_embeddings, autocast_dtype)
     model.save_pretrained(str(out_dir), safe_serialization=True)
-    return {"pretrain_final_loss": round(loss, 4), "pretrain_texts": len(texts), "pretrain_steps": steps,
+    # null, not NaN, without pretraining: NaN is not JSON (jq, browsers and DVC's plots reject the file).
+    return {"pretrain_final_loss": round(loss, 4) if steps else None, "pretrain_texts": len(texts), "pretrain_steps": steps,
             "masking": size.masking, "cls_objective": size.cls_objective, **facts}
