@@ -242,10 +242,12 @@ def pretraining_order(lengths: Sequence[int], batch_size: int, group_by_length: 
 
 
 def pretrain_mlm(model: BertForMaskedLM, tokenizer: BertJapaneseTokenizer, texts: list[str], steps: int,
-                 size: BuiltinModelParams, max_length: int, autocast_dtype: torch.dtype | None = None) -> float:
-    """Masked-LM pretraining for `steps` steps; returns the mean loss of the last tenth of the steps."""
+                 size: BuiltinModelParams, max_length: int,
+                 autocast_dtype: torch.dtype | None = None) -> float | None:
+    """Masked-LM pretraining for `steps` steps; returns the mean loss of the last tenth of the steps (None
+    without steps: the summary writes null, as JSON has no NaN)."""
     if steps == 0:
-        return float("nan")
+        return None
     encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     lengths = [len(ids) for ids in encoded]
     if size.masking == "whole_word":
@@ -300,6 +302,5 @@ def build_builtin(texts: list[str], out_dir: Path, size: BuiltinModelParams, ste
         facts = init_word_embeddings(model, vocab, words, size.seed)
     loss = pretrain_mlm(model, tokenizer, texts, steps, size, size.max_position_embeddings, autocast_dtype)
     model.save_pretrained(str(out_dir), safe_serialization=True)
-    # null, not NaN, without pretraining: NaN is not JSON (jq, browsers and DVC's plots reject the file).
-    return {"pretrain_final_loss": round(loss, 4) if steps else None, "pretrain_texts": len(texts), "pretrain_steps": steps,
-            "masking": size.masking, "cls_objective": size.cls_objective, **facts}
+    return {"pretrain_final_loss": None if loss is None else round(loss, 4), "pretrain_texts": len(texts),
+            "pretrain_steps": steps, "masking": size.masking, "cls_objective": size.cls_objective, **facts}
