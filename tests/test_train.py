@@ -170,16 +170,46 @@ def test_class_weights_reach_the_trainer_loss(tiny_repo, tmp_path, one_thread):
 
 # ---- early stopping, determinism, checkpoint files ---------------------------------------------
 
+def head_that_tells_dev_texts_apart(trainer: Trainer) -> None:
+    """A fixed random head on the dev texts' [CLS] vectors minus their mean. The tiny base model's vectors differ
+    by about 1e-3 between texts, so its own random head gives every text one class, and early stopping does not
+    count such evaluations."""
+    batch = next(iter(trainer.get_eval_dataloader()))  # the whole dev split: 36 rows, eval batch 64
+    inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    with torch.no_grad():
+        pooled = trainer.model.bert(**inputs).pooler_output
+        weight = torch.randn(trainer.model.num_labels, pooled.shape[1], generator=torch.Generator().manual_seed(0))
+        trainer.model.classifier.weight.copy_(weight)
+        trainer.model.classifier.bias.copy_(-weight @ pooled.mean(0))
+
+
 def test_early_stopping_stops_and_keeps_the_best_model(tiny_repo, tmp_path, one_thread):
     tokenized = datasets.load_from_disk(tiny_repo / "data/tokenized")
     # A learning rate too small to change any prediction: macro-F1 never improves after the first epoch.
     train = tiny_train(epochs=6, learning_rate=1e-12, eval_strategy="epoch", save_strategy="epoch",
                        early_stopping_patience=1, precision="fp32")
     trainer = build_trainer(tokenized, str(tiny_repo / "data/base_model"), train, str(tmp_path))
+    head_that_tells_dev_texts_apart(trainer)
     trainer.train()
     assert trainer.args.load_best_model_at_end and trainer.args.metric_for_best_model == "macro_f1"
     assert trainer.state.global_step < 6 * STEPS_PER_EPOCH  # stopped early
     assert trainer.state.best_global_step == STEPS_PER_EPOCH  # the first evaluation stayed the best
+    assert all(e["eval_predicted_classes"] > 1 for e in trainer.state.log_history if "eval_loss" in e)
+
+
+def test_early_stopping_waits_while_the_model_gives_every_text_one_class(tiny_repo, tmp_path, one_thread):
+    tokenized = datasets.load_from_disk(tiny_repo / "data/tokenized")
+    train = tiny_train(epochs=4, learning_rate=1e-12, eval_strategy="epoch", save_strategy="epoch",
+                       early_stopping_patience=1, precision="fp32")
+    trainer = build_trainer(tokenized, str(tiny_repo / "data/base_model"), train, str(tmp_path))
+    with torch.no_grad():  # the constant answer: class 0 for every text, and too small an LR to leave it
+        trainer.model.classifier.weight.zero_()
+        trainer.model.classifier.bias.copy_(torch.tensor([5.0] + [0.0] * (trainer.model.num_labels - 1)))
+    trainer.train()
+    evals = [e for e in trainer.state.log_history if "eval_loss" in e]
+    assert [e["eval_predicted_classes"] for e in evals] == [1] * 4
+    assert trainer.state.global_step == 4 * STEPS_PER_EPOCH  # patience 1, yet no early stop
+    assert trainer.state.best_global_step == STEPS_PER_EPOCH
 
 
 def test_same_params_give_same_metrics_and_complete_checkpoints(tiny_repo, tmp_path, one_thread):

@@ -269,7 +269,8 @@ class TrainParams(Section):
         description="When to write a resumable checkpoint; must equal eval_strategy unless 'no'.")
     save_steps: int = Field(ge=1, description="Optimizer steps between checkpoints (a multiple of eval_steps).")
     early_stopping_patience: int = Field(
-        ge=0, description="Stop after this many evaluations without improvement; 0 = never stop early.")
+        ge=0, description="Stop after this many evaluations without improvement; 0 = never stop early. "
+        "Evaluations where the model gives every dev text the same class do not count.")
     metric_for_best_model: Literal[
         "auto", "macro_f1", "accuracy", "f1", "weighted_f1", "macro_precision", "macro_recall", "precision", "recall",
         "pearson", "spearman", "mse", "mae", "micro_f1", "samples_f1", "loss"] = Field(

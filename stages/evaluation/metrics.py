@@ -48,12 +48,18 @@ def per_class_scores(gold: np.ndarray, predicted: np.ndarray, names: list[str]) 
                    "support": int(support[i])} for i, name in enumerate(names)}
 
 
+PREDICTED_CLASSES = "predicted_classes"  # distinct classes the model gave the dev texts (Trainer evaluations)
+
+
 def make_compute_metrics(n_classes: int, positive: int):
     """The Trainer's compute_metrics; `positive` is the same class the evaluate stage reports F1 for."""
     def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        return classification_scores(np.asarray(prediction.label_ids), np.argmax(logits, axis=-1), n_classes,
-                                     positive)
+        predicted = np.argmax(logits, axis=-1)
+        scores = classification_scores(np.asarray(prediction.label_ids), predicted, n_classes, positive)
+        # 1 = the constant answer (every text the same class): early stopping waits while a model sits there
+        scores[PREDICTED_CLASSES] = int(len(np.unique(predicted)))
+        return scores
 
     return compute_metrics
 
