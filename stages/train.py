@@ -18,6 +18,7 @@ from stages.common.params import load_params  # noqa: E402
 from stages.common.paths import check_outputs  # noqa: E402
 from stages.common.threads import before_torchrun, shares_cores  # noqa: E402
 from stages.dataset.windows import LongText  # noqa: E402
+from stages.evaluation.metrics import PREDICTED_CLASSES  # noqa: E402
 from stages.modeling.checkpointing import check_train_dir  # noqa: E402
 from stages.modeling.training import train_and_save  # noqa: E402
 
@@ -59,6 +60,9 @@ def main() -> None:
             summary = (f"dev Spearman {kept['eval_spearman']:.4f}, Pearson {kept['eval_pearson']:.4f}, "
                        f"MSE {kept['eval_mse']:.4f} (step {kept['step']})")
         print(f"train: {summary}; {speed.summary()} -> {params.paths.model}; curves: {params.paths.train_log}")
+        if kept and kept.get(f"eval_{PREDICTED_CLASSES}") == 1:
+            print("train: warning: the kept model gives every dev text the same class (it has not learned the labels); "
+                  "try more train.epochs, another train.learning_rate, or a pretrained model.name")
 
 if __name__ == "__main__":
     main()

@@ -121,6 +121,17 @@ def test_every_declared_output_is_written_for_binary_and_multiclass(tmp_path, na
     assert {"figures/confusion.png", "embedding_map.png"} <= set(referenced_files(report))
     assert "| **fine-tuned model** |" in report and "TF-IDF" in report and "Most confident wrong predictions" in report
     assert "テキスト" in report and "\\|" in report  # texts shown, pipes escaped so the table stays intact
+    assert "same class" not in report
+
+
+def test_report_warns_when_every_valid_text_gets_one_class(tmp_path):
+    names = ["acceptable", "unacceptable"]
+    sets = synthetic_sets(2)
+    sets["valid"]["probabilities"] = np.tile(np.array([[0.8, 0.2]], dtype=np.float32), (60, 1))
+    out, metrics = run_write_outputs(tmp_path, names, sets)
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "**Warning: the model gives every valid text the same class (acceptable).**" in report
+    assert metrics["valid"]["per_class"]["unacceptable"]["recall"] == 0.0
 
 
 def test_outputs_are_byte_identical_across_reruns(tmp_path):

@@ -38,7 +38,7 @@ from stages.modeling.training import (
     build_trainer,
     save_model,
 )
-from tests.conftest import copy_repo, env_with_venv, make_pipeline_repo, write_params
+from tests.conftest import call_main, copy_repo, env_with_venv, make_pipeline_repo, write_params
 
 # Evaluate and checkpoint every 5 steps: an epoch of the sample's 324 training rows (360 minus the dev split)
 # is 21 steps, so the first
@@ -210,6 +210,17 @@ def test_early_stopping_waits_while_the_model_gives_every_text_one_class(tiny_re
     assert [e["eval_predicted_classes"] for e in evals] == [1] * 4
     assert trainer.state.global_step == 4 * STEPS_PER_EPOCH  # patience 1, yet no early stop
     assert trainer.state.best_global_step == STEPS_PER_EPOCH
+
+
+def test_train_stage_warns_when_the_kept_model_gives_every_dev_text_one_class(tiny_repo, tmp_path, one_thread):
+    repo = copy_repo(tiny_repo, tmp_path / "repo")
+    # The tiny base model gives every text one class (see head_that_tells_dev_texts_apart); this LR never moves it.
+    write_params(repo, {"train": {"learning_rate": 1e-12, "max_steps": 10}})
+    result = call_main("stages.train", cwd=repo)
+    assert result.returncode == 0, result.stderr[-2000:]
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("train: warning:")]
+    assert warnings == ["train: warning: the kept model gives every dev text the same class (it has not learned the "
+                        "labels); try more train.epochs, another train.learning_rate, or a pretrained model.name"]
 
 
 def test_same_params_give_same_metrics_and_complete_checkpoints(tiny_repo, tmp_path, one_thread):

@@ -127,6 +127,11 @@ def build_report(names: list[str], positive: int, metrics: dict, class_counts: d
             f"expected calibration error {cell(valid['ece'])}.", ""]
     rows = [[name, s["precision"], s["recall"], s["f1"], s["support"]] for name, s in valid["per_class"].items()]
     out += [table(["class", "precision", "recall", "F1", "support"], rows), ""]
+    answers = set(predictions.loc[predictions["split"] == "valid", "predicted"])
+    if len(answers) == 1:
+        out += [f"**Warning: the model gives every valid text the same class ({escape(str(answers.pop()))}).** It has "
+                "not learned to tell the classes apart; its scores are those of a constant answer. Try more "
+                "`train.epochs`, another `train.learning_rate`, or a pretrained `model.name`.", ""]
     out += [f"![Confusion matrix]({FIGURES['confusion']})", "",
             "Rows are gold classes, columns predictions; off-diagonal cells are the mistakes.", "",
             f"![ROC curve]({FIGURES['roc']}) ![Precision-recall curve]({FIGURES['pr']})", "",
